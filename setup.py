@@ -1,0 +1,43 @@
+"""Packaging for lemart_hf: LEMaRT pre-training and the SwinIH harmonization model for Hugging Face."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="lemart_hf",
+    version="0.1.0",
+    description=(
+        "LEMaRT (Label-Efficient Masked Region Transform, CVPR 2023) pre-training and the SwinIH image "
+        "harmonization model, as transformers models, datasets transforms and Accelerate scripts."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    include_package_data=True,
+    package_data={"lemart_hf": ["metrics/*.py", "py.typed"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=4.46",
+        "datasets>=2.19",
+        "accelerate>=0.34",
+        "safetensors>=0.4",
+        "evaluate>=0.4",
+        "huggingface-hub>=0.24",
+        "kornia>=0.7",
+        "numpy",
+        "pillow>=10",
+        "tqdm",
+    ],
+    extras_require={
+        # scikit-image ships a handful of real photographs in its wheel: the embedded default pre-training set.
+        "dev": ["pytest>=8", "scikit-image>=0.22", "tensorboard"],
+    },
+    entry_points={"console_scripts": ["lemart-harmonize=lemart_hf.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Image Processing",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
