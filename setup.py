@@ -19,7 +19,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
-        "transformers>=4.46",
+        "transformers>=5.0",
         "datasets>=2.19",
         "accelerate>=0.34",
         "safetensors>=0.4",

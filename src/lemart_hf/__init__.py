@@ -1,0 +1,29 @@
+"""lemart_hf: LEMaRT pre-training and the SwinIH harmonization model for the Hugging Face ecosystem.
+
+Importing the package registers its models with the transformers Auto classes.
+"""
+
+from .models.modeling_harmonization import HarmonizationOutput
+from .models.swinih import (
+    SWINIH_PRESETS,
+    SwinIHConfig,
+    SwinIHForHarmonization,
+    SwinIHImageProcessor,
+    SwinIHModel,
+    SwinIHPreTrainedModel,
+)
+from .registration import register_auto_classes
+
+__version__ = "0.1.0"
+
+register_auto_classes()
+
+__all__ = [
+    "HarmonizationOutput",
+    "SWINIH_PRESETS",
+    "SwinIHConfig",
+    "SwinIHForHarmonization",
+    "SwinIHImageProcessor",
+    "SwinIHModel",
+    "SwinIHPreTrainedModel",
+]

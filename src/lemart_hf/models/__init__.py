@@ -1,0 +1,1 @@
+"""Harmonization architectures. Each folder holds one model with the same contract (see modeling_harmonization)."""

@@ -1,0 +1,24 @@
+"""Registers lemart_hf's models with the transformers Auto classes (run once on `import lemart_hf`).
+
+Besides the in-process registration, `register_for_auto_class` makes `save_pretrained` copy the model's source
+next to its weights, so a saved folder also loads with `trust_remote_code=True` where lemart_hf is not installed.
+"""
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageToImage
+
+from .models.swinih import SwinIHConfig, SwinIHForHarmonization, SwinIHImageProcessor, SwinIHModel
+
+
+def register_auto_classes() -> None:
+    """Register config, backbone, harmonization model and image processor of every architecture."""
+    for config_class, backbone_class, harmonization_class, processor_class in (
+        (SwinIHConfig, SwinIHModel, SwinIHForHarmonization, SwinIHImageProcessor),
+    ):
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        AutoModel.register(config_class, backbone_class, exist_ok=True)
+        AutoModelForImageToImage.register(config_class, harmonization_class, exist_ok=True)
+        AutoImageProcessor.register(config_class, slow_image_processor_class=processor_class, exist_ok=True)
+        config_class.register_for_auto_class()
+        backbone_class.register_for_auto_class("AutoModel")
+        harmonization_class.register_for_auto_class("AutoModelForImageToImage")
+        processor_class.register_for_auto_class("AutoImageProcessor")

@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lemart_hf import SwinIHImageProcessor
+
+H, W = 45, 37
+
+
+def rgb_array():
+    return np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def mask_array():
+    mask = np.zeros((H, W), dtype=np.uint8)
+    mask[10:30, 5:25] = 255
+    return mask
+
+
+@pytest.mark.parametrize(
+    "make_image",
+    [
+        lambda a: a,  # numpy uint8 HWC
+        lambda a: Image.fromarray(a),  # PIL RGB
+        lambda a: Image.fromarray(a).convert("RGBA"),
+        lambda a: Image.fromarray(a).convert("L"),
+        lambda a: torch.from_numpy(a).permute(2, 0, 1),  # torch uint8 CHW
+        lambda a: torch.from_numpy(a).permute(2, 0, 1).float() / 255,  # torch float CHW
+        lambda a: (a.astype(np.uint16) * 257),  # 16-bit numpy
+        lambda a: Image.fromarray(a[..., 0].astype(np.uint16) * 257),  # 16-bit PIL (I;16)
+    ],
+)
+@pytest.mark.parametrize(
+    "make_mask",
+    [
+        lambda m: m,  # uint8 0/255
+        lambda m: m > 0,  # bool
+        lambda m: m.astype(np.float32) / 255,  # float
+        lambda m: np.repeat(m[..., None], 3, axis=-1),  # 3 channels
+        lambda m: Image.fromarray(m),
+        lambda m: torch.from_numpy(m > 0)[None],  # torch (1, H, W)
+    ],
+)
+def test_every_input_type_gives_four_channel_pixel_values(make_image, make_mask):
+    processor = SwinIHImageProcessor()
+    batch = processor(make_image(rgb_array()), make_mask(mask_array()))
+    assert batch["pixel_values"].shape == (1, 4, 256, 256)
+    assert batch["pixel_values"].dtype == torch.float32
+    assert batch["original_sizes"].tolist() == [[H, W]]
+    mask_channel = batch["pixel_values"][0, 3]
+    assert mask_channel.min() == 0 and mask_channel.max() == pytest.approx(1, abs=1e-6)
+
+
+def test_keep_size_is_exact_and_paths_work(tmp_path):
+    Image.fromarray(rgb_array()).save(tmp_path / "a.png")
+    Image.fromarray(mask_array()).save(tmp_path / "a_mask.png")
+    processor = SwinIHImageProcessor(do_resize=False)
+    pixel_values = processor(str(tmp_path / "a.png"), tmp_path / "a_mask.png")["pixel_values"]
+    assert pixel_values.shape == (1, 4, H, W)
+    expected = torch.from_numpy(rgb_array()).permute(2, 0, 1).float() / 255
+    assert torch.equal(pixel_values[0, :3], expected)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.fromarray(rgb_array())
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when displayed
+    image.save(tmp_path / "rotated.jpg", exif=exif)
+    pixel_values = SwinIHImageProcessor(do_resize=False)(str(tmp_path / "rotated.jpg"), np.ones((W, H)))["pixel_values"]
+    assert pixel_values.shape == (1, 4, W, H)
+
+
+def test_batches_and_post_processing_restore_sizes():
+    processor = SwinIHImageProcessor(size={"height": 64, "width": 64})
+    images = [rgb_array(), rgb_array()[:30, :20]]
+    masks = [mask_array(), mask_array()[:30, :20]]
+    batch = processor(images, masks)
+    assert batch["pixel_values"].shape == (2, 4, 64, 64)
+    restored = processor.post_process_harmonization(batch["pixel_values"][:, :3], batch["original_sizes"])
+    assert [image.size for image in restored] == [(W, H), (20, 30)]  # PIL sizes are (width, height)
+    tensors = processor.post_process_harmonization(batch["pixel_values"][:, :3], output_type="pt")
+    assert tensors[0].shape == (3, 64, 64)
+
+
+def test_config_round_trip(tmp_path):
+    processor = SwinIHImageProcessor(size={"height": 128, "width": 96})
+    processor.save_pretrained(tmp_path)
+    loaded = SwinIHImageProcessor.from_pretrained(tmp_path)
+    assert loaded.size == {"height": 128, "width": 96} and loaded.do_resize
+
+
+@pytest.mark.parametrize(
+    "images, masks, message",
+    [
+        (rgb_array(), mask_array()[:20], r"image 0 has size \(45, 37\) \(H, W\) but its mask has \(20, 37\)"),
+        (rgb_array(), None, "a mask is required"),
+        ([rgb_array(), rgb_array()], [mask_array()], "got 2 images but 1 masks"),
+        (np.zeros((0, 10, 3), np.uint8), np.zeros((0, 10), np.uint8), "image is empty"),
+        (np.zeros((2, 3, 4, 5, 6), np.uint8), mask_array(), "must be 2-D"),
+        (np.zeros((H, W, 7), np.uint8), mask_array(), "1, 3 or 4 channels"),
+        (rgb_array().astype(np.float32), mask_array(), r"float inputs must be in \[0, 1\]"),
+        ("does/not/exist.png", mask_array(), "image file not found"),
+        (12, mask_array(), "must be a path, PIL image"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(images, masks, message):
+    with pytest.raises(ValueError, match=message):
+        SwinIHImageProcessor()(images, masks)
+
+
+def test_corrupt_file_names_the_file(tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ValueError, match="cannot read image .*broken.jpg"):
+        SwinIHImageProcessor()(str(broken), mask_array())
+
+
+def test_different_sizes_without_resize_raise():
+    with pytest.raises(ValueError, match="cannot be batched with do_resize=False"):
+        SwinIHImageProcessor(do_resize=False)([rgb_array(), rgb_array()[:20]], [mask_array(), mask_array()[:20]])
