@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Scores a harmonization model (or a model-free baseline) on an iHarmony4-layout dataset.
+
+Prints the table of the paper's Table 1 (rows: the subsets and All; columns MSE, PSNR, fMSE, fPSNR) and
+writes it to ``<output_dir>/results.json`` (with per-image values) and ``results.md``.
+
+    # a model (a local folder or a Hub id), on every subset found under --data_dir
+    accelerate launch examples/run_eval.py --data_dir /data/iHarmony4 --model outputs/finetune
+
+    # the baselines, no model needed
+    python examples/run_eval.py --data_dir ../shared/data --subsets HOutdoor --baseline composite
+    python examples/run_eval.py --data_dir ../shared/data --subsets HOutdoor --baseline color_transfer
+
+The evaluation itself is `lemart_hf.evaluation.evaluate_harmonization` — the same code the fine-tuning script
+runs at its end — under the protocol of DESIGN.md §4 (``--protocol default``: 256x256, antialiased bilinear,
+mask thresholded at 0.5, peak 255; ``--protocol is2am``: the iS2AM code's variant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+
+from lemart_hf.baselines import BASELINES, color_transfer_baseline, get_baseline
+from lemart_hf.data import load_iharmony4
+from lemart_hf.evaluation import evaluate_harmonization
+from lemart_hf.metrics import PROTOCOLS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data_dir",
+        required=True,
+        help="iHarmony4-layout root holding <Subset>/{composite_images,masks,real_images}.",
+    )
+    parser.add_argument(
+        "--subsets", nargs="+", default=None, help="Subset folders to score (default: every one found)."
+    )
+    parser.add_argument("--split", default="test", help="Which list to read: <Subset>_<split>.txt or IHD_<split>.txt.")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--model", default=None, help="A saved model folder or Hub id (AutoModelForImageToImage).")
+    what.add_argument(
+        "--baseline", choices=sorted(BASELINES), default=None, help="Score a model-free baseline instead."
+    )
+    parser.add_argument(
+        "--color_transfer_lab",
+        choices=["uint8", "float"],
+        default="uint8",
+        help="Lab convention of --baseline color_transfer: OpenCV's 8-bit Lab (default) or exact float CIE Lab.",
+    )
+    parser.add_argument(
+        "--protocol", choices=sorted(PROTOCOLS), default="default", help="Evaluation protocol (DESIGN.md §4)."
+    )
+    parser.add_argument("--batch_size", type=int, default=16, help="Images per batch per process.")
+    parser.add_argument("--num_workers", type=int, default=2, help="DataLoader workers (decoding, resizing).")
+    parser.add_argument(
+        "--max_samples", type=int, default=None, help="At most this many images per subset (smoke tests)."
+    )
+    parser.add_argument("--output_dir", default="outputs/eval", help="Where results.json and results.md go.")
+    parser.add_argument(
+        "--save_images", default=None, metavar="DIR", help="Also write predictions (PNG) and comparison grids here."
+    )
+    parser.add_argument(
+        "--num_grids", type=int, default=4, help="How many comparison grids (one per batch) --save_images writes."
+    )
+    parser.add_argument(
+        "--mixed_precision", choices=["no", "fp16", "bf16"], default=None, help="Overrides accelerate's config."
+    )
+    return parser
+
+
+def load_model_predictor(model_name_or_path: str, device: torch.device):
+    """AutoModelForImageToImage after `import lemart_hf` (which registers the package's models)."""
+    from transformers import AutoModelForImageToImage
+
+    import lemart_hf  # noqa: F401  (registers the Auto classes)
+
+    model = AutoModelForImageToImage.from_pretrained(model_name_or_path)
+    model.to(device).eval()
+
+    def predict(pixel_values: torch.Tensor) -> torch.Tensor:
+        return model(pixel_values=pixel_values).harmonized
+
+    return predict
+
+
+def _to_pil(image: torch.Tensor):
+    from PIL import Image
+
+    array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
+
+
+class ImageSaver:
+    """Writes each prediction as ``<dir>/predictions/<subset>/<stem>.png`` (at the protocol size) and, on the main
+    process, the first ``num_grids`` batches as grids: rows of composite | mask | prediction | real."""
+
+    def __init__(self, directory: str, num_grids: int, is_main_process: bool, max_rows: int = 8):
+        self.directory = directory
+        self.grids_left = num_grids if is_main_process else 0
+        self.max_rows = max_rows
+        self.count = 0
+
+    def __call__(self, batch: dict, harmonized: torch.Tensor) -> None:
+        for subset, name, image in zip(batch["subset"], batch["name"], harmonized):
+            folder = os.path.join(self.directory, "predictions", subset)
+            os.makedirs(folder, exist_ok=True)
+            _to_pil(image).save(os.path.join(folder, os.path.splitext(name)[0] + ".png"))
+        if self.grids_left > 0:
+            rows = min(self.max_rows, harmonized.shape[0])
+            mask = batch["mask"][:rows].expand(-1, 3, -1, -1)
+            tiles = [batch["composite"][:rows], mask, harmonized[:rows], batch["real"][:rows]]
+            grid = torch.cat([torch.cat(list(t), dim=1) for t in tiles], dim=2)  # (3, rows*H, 4*W)
+            os.makedirs(os.path.join(self.directory, "grids"), exist_ok=True)
+            _to_pil(grid).save(os.path.join(self.directory, "grids", f"grid_{self.count:03d}.png"))
+            self.count += 1
+            self.grids_left -= 1
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.model is None and args.baseline is None:
+        parser.error("nothing to score: give --model PATH_OR_ID or --baseline {composite,color_transfer}")
+    if not os.path.isdir(args.data_dir):
+        parser.error(f"--data_dir {args.data_dir!r} is not a directory")
+    try:
+        dataset = load_iharmony4(args.data_dir, args.subsets, args.split, max_samples=args.max_samples)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    if args.baseline == "color_transfer":
+        title = f"color_transfer (Lab {args.color_transfer_lab})"
+
+        def predict_fn(pixel_values):
+            return color_transfer_baseline(pixel_values, lab=args.color_transfer_lab)
+
+    elif args.baseline is not None:
+        title, predict_fn = args.baseline, get_baseline(args.baseline)
+    else:
+        title = args.model
+        try:
+            predict_fn = load_model_predictor(args.model, accelerator.device)
+        except OSError as error:
+            parser.error(f"--model {args.model!r} could not be loaded: {str(error).splitlines()[0]}")
+
+    saver = None
+    if args.save_images:
+        saver = ImageSaver(args.save_images, args.num_grids, accelerator.is_main_process)
+    results = evaluate_harmonization(
+        predict_fn,
+        dataset,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        protocol=args.protocol,
+        accelerator=accelerator,
+        on_batch=saver,
+        title=title,
+    )
+    results.extra.update(
+        {
+            "data_dir": os.path.abspath(args.data_dir),
+            "split": args.split,
+            "model": args.model,
+            "baseline": args.baseline,
+        }
+    )
+    if accelerator.is_main_process:
+        json_path, md_path = results.save(args.output_dir)
+        print(results.to_markdown())
+        print(f"Wrote {json_path} and {md_path}")
+    accelerator.wait_for_everyone()
+    return results.to_dict()
+
+
+if __name__ == "__main__":
+    main()
