@@ -1,0 +1,132 @@
+"""The LEMaRT composer: (composite, mask, original) training triplets from unlabeled photos, online.
+
+``I_c = M * I_t + (1 - M) * I`` where ``I`` is a photo, ``M`` a proposed foreground mask and ``I_t`` the photo
+after random visual-attribute perturbations (DESIGN.md §1). The model learns to map (I_c, M) back to I.
+"""
+
+from collections.abc import Sequence
+
+import torch
+
+from .masks import MASK_STRATEGIES, make_mask
+from .perturbations import DEFAULT_PERTURBATIONS, Perturbation, RandomPerturbations
+from .seeding import generator_on_device
+
+
+class LEMaRTComposer:
+    """Make LEMaRT composites from a batch of photos, on the photos' device, seeded by a ``torch.Generator``.
+
+    Args:
+        mask_strategy: ``"random"`` (default), ``"grid"`` or ``"block"`` (see ``lemart_hf.lemart.masks``).
+        mask_ratio: target foreground fraction of each mask, in [0, 1].
+        grid_size: m, patches per side for the ``random`` and ``grid`` masks.
+        perturbations: names from ``PERTURBATIONS`` or ``Perturbation`` objects to draw from.
+        min_perturbations, max_perturbations: per sample, a random subset of this many (uniform) perturbations
+            is applied in random order.
+        min_change: the smallest accepted mean absolute change inside the mask, per sample (values in [0, 1],
+            averaged over channels and foreground pixels). A sample below it (e.g. a blur over a flat sky) is
+            redrawn up to ``max_redraws`` times; one still below it then gets every foreground value moved by
+            ``2 * min_change`` towards mid-grey, so no composite is ever a no-op.
+        max_redraws: see ``min_change``.
+
+    Calling the composer on images (B, 3, H, W) returns a dict of tensors on the images' device and dtype:
+
+    - ``pixel_values`` (B, 4, H, W): the composite RGB in [0, 1] and the mask as 4th channel, exactly the model
+      input the image processor produces.
+    - ``labels`` (B, 3, H, W): the original images (the input tensor itself, not a copy).
+    - ``mask`` (B, 1, H, W): the binary foreground mask (0. or 1.).
+
+    Outside the mask the composite equals the original bit for bit.
+    """
+
+    def __init__(
+        self,
+        mask_strategy: str = "random",
+        mask_ratio: float = 0.5,
+        grid_size: int = 8,
+        perturbations: Sequence[str | Perturbation] = DEFAULT_PERTURBATIONS,
+        min_perturbations: int = 1,
+        max_perturbations: int = 4,
+        min_change: float = 0.03,
+        max_redraws: int = 2,
+    ):
+        if mask_strategy not in MASK_STRATEGIES:
+            raise ValueError(f"Unknown mask strategy {mask_strategy!r}; expected one of {MASK_STRATEGIES}.")
+        if not 0.0 <= mask_ratio <= 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1], got {mask_ratio}.")
+        if not 0.0 <= min_change <= 0.25:
+            raise ValueError(f"min_change must be in [0, 0.25], got {min_change}.")
+        self.mask_strategy = mask_strategy
+        self.mask_ratio = mask_ratio
+        self.grid_size = grid_size
+        self.perturb = RandomPerturbations(perturbations, min_perturbations, max_perturbations)
+        self.min_change = min_change
+        self.max_redraws = max_redraws
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Composite a batch.
+
+        Args:
+            images: (B, 3, H, W) float RGB in [0, 1], on any device.
+            generator: source of all randomness. One on another device than the images (e.g. a CPU generator for
+                CUDA images) seeds a generator on the images' device from one draw, deterministically. ``None``:
+                torch's global RNG.
+
+        Returns:
+            ``{"pixel_values": (B, 4, H, W), "labels": (B, 3, H, W), "mask": (B, 1, H, W)}`` (see the class).
+        """
+        if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
+            raise ValueError(f"Expected float images of shape (B, 3, H, W), got {images.dtype} {tuple(images.shape)}.")
+        generator = generator_on_device(generator, images.device)
+        batch, _, height, width = images.shape
+        mask = make_mask(
+            self.mask_strategy,
+            batch,
+            height,
+            width,
+            self.mask_ratio,
+            self.grid_size,
+            generator=generator,
+            device=images.device,
+            dtype=images.dtype,
+        )
+        pixel_values = images.new_empty(batch, 4, height, width)
+        composite = self._perturb_visibly(images, mask, generator, out=pixel_values[:, :3])
+        # Paste: lerp with a 0/1 weight returns either end exactly, so the background stays bit-identical.
+        torch.lerp(images, composite, mask, out=composite)
+        pixel_values[:, 3:] = mask
+        return {"pixel_values": pixel_values, "labels": images, "mask": mask}
+
+    def _perturb_visibly(
+        self, images: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None, out: torch.Tensor
+    ) -> torch.Tensor:
+        """Perturbed images (written to ``out``) whose change inside a non-empty mask is at least ``min_change``."""
+        perturbed = self.perturb(images, generator, out=out)
+        change = foreground_change(images, perturbed, mask)
+        has_foreground = mask[..., ::4, ::4].amax(dim=(1, 2, 3)) > 0
+        for attempt in range(self.max_redraws + 1):
+            weak = ((change < self.min_change) & has_foreground).nonzero().squeeze(1)
+            if weak.numel() == 0:
+                break
+            originals = images.index_select(0, weak)
+            if attempt == self.max_redraws:
+                towards_grey = torch.where(originals < 0.5, 2 * self.min_change, -2 * self.min_change)
+                perturbed.index_copy_(0, weak, originals + towards_grey)
+                break
+            redrawn = self.perturb(originals, generator)
+            redrawn_change = foreground_change(originals, redrawn, mask.index_select(0, weak))
+            improved = redrawn_change > change[weak]
+            perturbed.index_copy_(0, weak[improved], redrawn[improved])
+            change[weak[improved]] = redrawn_change[improved]
+        return perturbed
+
+
+def foreground_change(images: torch.Tensor, perturbed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) float32 mean absolute difference inside the mask, over channels and foreground pixels.
+
+    Estimated on every 4th pixel in each direction (the masks are blocks and patches many pixels wide); 0 where
+    the sampled mask is empty.
+    """
+    difference = (perturbed[..., ::4, ::4] - images[..., ::4, ::4]).abs().float().mean(dim=1, keepdim=True)
+    weights = mask[..., ::4, ::4].float()
+    return (difference * weights).sum(dim=(1, 2, 3)) / weights.sum(dim=(1, 2, 3)).clamp_min(1.0)

@@ -1,0 +1,411 @@
+"""Random visual-attribute perturbations of whole photos (LEMaRT paper §3.2), batched over (B, 3, H, W).
+
+Images are float tensors in [0, 1], channels first. Each perturbation has a strength drawn per sample from a
+documented range that stays clear of the identity (so none is a no-op by accident); ``RandomPerturbations``
+applies to every sample its own random subset of them, in its own random order, with its own strengths.
+
+| name            | strength s (per sample)                      | effect                                            |
+| --------------- | -------------------------------------------- | ------------------------------------------------- |
+| brightness      | +-[0.15, 0.5]   (log gain)                   | rgb * e^s: gain 0.61-0.86 or 1.16-1.65            |
+| contrast        | +-[0.2, 0.7]    (log factor)                 | spread around the mean luma scaled by e^s          |
+| saturation      | +-[0.25, 1.0]   (log factor)                 | spread around each pixel's luma scaled by e^s      |
+| hue             | +-[0.17, 0.6]   (radians, 10-35 degrees)     | rotation of the colour wheel about the grey axis   |
+| white_balance   | +-[0.1, 0.35]   (log red/blue gain)          | colour temperature: red e^s, blue e^-s, same luma  |
+| gamma           | +-[0.2, 0.7]    (log gamma)                  | tone curve through 0 and 1 equal to x^(e^s) at 0.5 |
+| defocus_blur    | [0.004, 0.014]  (disk radius / short side)   | disk (lens defocus) blur, 1-3.6 px at 256x256 (>=1)|
+| sharpness       | [0.8, 3.0]      (unsharp amount)             | x + s * (x - smooth3x3(x)), like PIL's Sharpness   |
+
+The ranges were set against real composites (``../shared/data``): the mean absolute change inside the pasted
+region of HOutdoor's composites is 0.07-0.25 (5th-95th percentile); one to four of these perturbations give
+a similar spread.
+
+The first five are affine colour maps (rgb -> M rgb + t, per sample); ``RandomPerturbations`` composes runs
+of them into one matrix before touching the pixels.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# Rec. 601 luma weights, for "grey" in contrast, saturation and white balance.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One visual-attribute perturbation and the range of its per-sample random strength.
+
+    The strength of a sample is ``sign * magnitude`` with ``magnitude`` uniform in [min_strength, max_strength]
+    and, when ``signed``, ``sign`` = +-1 with equal odds (else +1). Exactly one of the two maps is set:
+
+    - ``color_transform(strength (b,), mean_rgb (b, 3)) -> (b, 3, 4)``: an affine colour map ``[M | t]``
+      (rgb -> M @ rgb + t) for images whose current mean colour is ``mean_rgb``; float32.
+    - ``apply(images (b, 3, H, W) in [0, 1], strength (b,)) -> (b, 3, H, W) in [0, 1]``: tone curves and
+      filters; may overwrite and return ``images``.
+
+    ``keeps_mean`` marks an ``apply`` that leaves the mean colour unchanged (a filter whose kernel sums to 1),
+    so the mean estimate contrast pivots around need not run it.
+    """
+
+    name: str
+    min_strength: float
+    max_strength: float
+    signed: bool
+    color_transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    apply: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    keeps_mean: bool = False
+
+    def sample_strength(
+        self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """(batch_size,) float32 strengths: magnitude uniform in [min, max], random sign when ``signed``."""
+        uniforms = torch.rand(2, batch_size, generator=generator, device=device)
+        magnitude = self.min_strength + (self.max_strength - self.min_strength) * uniforms[0]
+        if not self.signed:
+            return magnitude
+        return torch.where(uniforms[1] < 0.5, -magnitude, magnitude)
+
+
+def _identity_affine(strength: torch.Tensor) -> torch.Tensor:
+    """(b, 3, 4) identity colour maps."""
+    return torch.eye(3, 4, device=strength.device).expand(strength.shape[0], 3, 4).clone()
+
+
+def _luma_weights(device: torch.device) -> torch.Tensor:
+    return torch.tensor(LUMA_WEIGHTS, device=device)
+
+
+def brightness_transform(strength: torch.Tensor, mean_rgb: torch.Tensor) -> torch.Tensor:
+    """rgb * e^strength."""
+    return _identity_affine(strength) * strength.exp().view(-1, 1, 1)
+
+
+def contrast_transform(strength: torch.Tensor, mean_rgb: torch.Tensor) -> torch.Tensor:
+    """mean_luma + e^strength * (rgb - mean_luma), mean_luma = the image's mean luma (from ``mean_rgb``)."""
+    factor = strength.exp().view(-1, 1)
+    mean_luma = (mean_rgb @ _luma_weights(strength.device)).view(-1, 1)
+    affine = _identity_affine(strength) * factor.unsqueeze(-1)
+    affine[:, :, 3] = (1 - factor) * mean_luma
+    return affine
+
+
+def saturation_transform(strength: torch.Tensor, mean_rgb: torch.Tensor) -> torch.Tensor:
+    """luma + e^strength * (rgb - luma), per pixel (e^strength < 1 desaturates)."""
+    factor = strength.exp().view(-1, 1, 1)
+    to_grey = _luma_weights(strength.device).expand(3, 3)
+    affine = _identity_affine(strength)
+    affine[:, :, :3] = factor * affine[:, :, :3] + (1 - factor) * to_grey
+    return affine
+
+
+def hue_transform(strength: torch.Tensor, mean_rgb: torch.Tensor) -> torch.Tensor:
+    """Rotation by ``strength`` radians about the grey axis (1, 1, 1): shifts hue, keeps greys and the mean."""
+    axis = torch.full((3,), 1 / math.sqrt(3), device=strength.device)
+    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], device=strength.device)
+    cross = cross / math.sqrt(3)  # k x (.) for the unit grey axis k
+    cos, sin = strength.cos().view(-1, 1, 1), strength.sin().view(-1, 1, 1)
+    rotation = cos * torch.eye(3, device=strength.device) + sin * cross + (1 - cos) * torch.outer(axis, axis)
+    affine = _identity_affine(strength)
+    affine[:, :, :3] = rotation
+    return affine
+
+
+def white_balance_transform(strength: torch.Tensor, mean_rgb: torch.Tensor) -> torch.Tensor:
+    """Colour temperature: red gain e^s, blue gain e^-s (s > 0 warmer), rescaled so that grey keeps its luma."""
+    gains = torch.stack([strength.exp(), torch.ones_like(strength), (-strength).exp()], dim=1)
+    gains = gains / (gains @ _luma_weights(strength.device)).unsqueeze(1)
+    affine = torch.zeros(strength.shape[0], 3, 4, device=strength.device)
+    affine[:, :, :3] = torch.diag_embed(gains)
+    return affine
+
+
+def apply_gamma(images: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+    """Gamma-like tone curve with gamma = e^strength, in place.
+
+    Schlick's rational curve x / (k (1 - x) + 1), k = 2^gamma - 2: monotone, maps [0, 1] onto itself and
+    equals x^gamma at 0, 0.5 and 1 (elsewhere within 0.03 of it for gamma in [0.8, 1.25], 0.07-0.11 at gamma
+    2 or 0.5, where it bends less sharply near black), at a fraction of the cost of ``pow`` on a CPU. Computed
+    as 1 / ((1 + k) / x - k) so that it runs in place (x = 0 gives 1 / inf = 0).
+    """
+    bend = (2 ** strength.exp() - 2).to(images.dtype).view(-1, 1, 1, 1)
+    return images.reciprocal_().mul_(1 + bend).sub_(bend).reciprocal_()
+
+
+def apply_defocus_blur(images: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+    """Disk (lens defocus) blur of radius ``strength * min(H, W)`` pixels (at least 1), replicate-padded.
+
+    The disk has an antialiased rim (a pixel's weight is its coverage estimate clamp(r + 0.5 - distance, 0, 1)),
+    so the radius acts continuously. Samples are grouped by kernel size so that small radii stay cheap.
+    """
+    radius = (strength * min(images.shape[-2:])).clamp_min(1.0)
+    half_size = (radius + 0.5).ceil().long().clamp_min(1)
+    output = images
+    for half in half_size.unique().tolist():
+        group = (half_size == half).nonzero().squeeze(1)
+        offsets = torch.arange(-half, half + 1, device=images.device, dtype=torch.float32)
+        distance = torch.hypot(offsets.view(-1, 1), offsets.view(1, -1))
+        kernels = (radius[group].view(-1, 1, 1) + 0.5 - distance).clamp(0, 1)
+        kernels = kernels / kernels.sum(dim=(1, 2), keepdim=True)
+        blurred = convolve_per_sample(images.index_select(0, group), kernels)
+        output = blurred if group.numel() == images.shape[0] else output.index_copy_(0, group, blurred)
+    return output
+
+
+# PIL's ImageFilter.SMOOTH kernel, which ImageEnhance.Sharpness blends against.
+_SMOOTH_3X3 = ((1.0, 1.0, 1.0), (1.0, 5.0, 1.0), (1.0, 1.0, 1.0))
+
+
+def apply_sharpness(images: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+    """Unsharp masking ``x + s * (x - smooth(x))`` with PIL's 3x3 smoothing kernel, clamped to [0, 1]."""
+    smooth = torch.tensor(_SMOOTH_3X3, device=images.device) / 13
+    identity = torch.zeros(3, 3, device=images.device)
+    identity[1, 1] = 1
+    amount = strength.view(-1, 1, 1)
+    kernels = identity + amount * (identity - smooth)
+    return convolve_per_sample(images, kernels).clamp_(0, 1)
+
+
+def convolve_per_sample(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Filter each sample with its own (odd-sized) kernel, the same for its three channels.
+
+    Args:
+        images: (b, 3, H, W).
+        kernels: (b, k, k), k odd; correlation, replicate padding.
+
+    Returns:
+        (b, 3, H, W) of the images' dtype (channels-last strides on CPUs).
+    """
+    batch, channels, height, width = images.shape
+    half = kernels.shape[-1] // 2
+    weight = kernels.to(images.dtype).repeat_interleave(channels, dim=0).unsqueeze(1)
+    # A grouped (depthwise) convolution with one group per sample and channel. oneDNN runs it several times
+    # faster in channels-last layout on CPUs, so the padded input is built there directly.
+    memory_format = torch.channels_last if images.device.type == "cpu" else torch.contiguous_format
+    padded = torch.empty(
+        (1, batch * channels, height + 2 * half, width + 2 * half),
+        dtype=images.dtype,
+        device=images.device,
+        memory_format=memory_format,
+    )
+    padded[:, :, half : half + height, half : half + width] = images.reshape(1, batch * channels, height, width)
+    padded[:, :, :half, half : half + width] = padded[:, :, half : half + 1, half : half + width]
+    padded[:, :, half + height :, half : half + width] = padded[:, :, half + height - 1 : half + height, half : half + width]
+    padded[:, :, :, :half] = padded[:, :, :, half : half + 1]
+    padded[:, :, :, half + width :] = padded[:, :, :, half + width - 1 : half + width]
+    filtered = F.conv2d(padded, weight, groups=batch * channels)
+    return filtered.view(batch, channels, height, width)
+
+
+PERTURBATIONS: dict[str, Perturbation] = {
+    perturbation.name: perturbation
+    for perturbation in (
+        Perturbation("brightness", 0.15, 0.5, signed=True, color_transform=brightness_transform),
+        Perturbation("contrast", 0.2, 0.7, signed=True, color_transform=contrast_transform),
+        Perturbation("saturation", 0.25, 1.0, signed=True, color_transform=saturation_transform),
+        Perturbation("hue", 0.17, 0.6, signed=True, color_transform=hue_transform),
+        Perturbation("white_balance", 0.1, 0.35, signed=True, color_transform=white_balance_transform),
+        Perturbation("gamma", 0.2, 0.7, signed=True, apply=apply_gamma),
+        Perturbation("defocus_blur", 0.004, 0.014, signed=False, apply=apply_defocus_blur, keeps_mean=True),
+        Perturbation("sharpness", 0.8, 3.0, signed=False, apply=apply_sharpness, keeps_mean=True),
+    )
+}
+"""Registry of the built-in perturbations by name; add a ``Perturbation`` here (or pass it) to extend."""
+
+DEFAULT_PERTURBATIONS = tuple(PERTURBATIONS)
+
+
+# On CPUs the pixel work runs over chunks of about this many pixels (8 images at 256x256): temporaries then stay
+# in cache and reuse heap memory instead of faulting in fresh pages, 2-3x faster than whole-batch passes. Other
+# devices take the batch in one go.
+CPU_CHUNK_PIXELS = 8 * 256 * 256
+
+
+@dataclass(frozen=True)
+class _PerturbationPlan:
+    """Per-sample random draws for a batch of B images and S = max_count slots, with composed colour runs.
+
+    slot_ops (B, S): index of the perturbation in each slot, -1 for unused slots. strengths (B, num perturbations).
+    first_run (B, 3, 4): colour maps before the first pixel perturbation (all of them if there is none).
+    runs_before (B, S, 3, 4): at a slot with a later pixel perturbation, the colour maps since the previous one
+    (identity elsewhere). final_run (B, 3, 4): colour maps after the last pixel perturbation (identity if none).
+    last_pixel_slot (B,): slot of the last pixel perturbation, -1 if none.
+    """
+
+    slot_ops: torch.Tensor
+    strengths: torch.Tensor
+    first_run: torch.Tensor
+    runs_before: torch.Tensor
+    final_run: torch.Tensor
+    last_pixel_slot: torch.Tensor
+
+
+class RandomPerturbations:
+    """Per sample: a random subset of ``perturbations`` in random order, each with a random strength.
+
+    The subset size is uniform in [min_count, max_count]; the order is a uniform random permutation; every
+    colour map, tone curve and filter clamps its result to [0, 1].
+
+    How it stays fast (no loop over samples, few passes over the pixels): a sample's sequence splits into runs
+    of colour maps separated by "pixel" perturbations (tone curves, filters). Each run is composed into one
+    3x4 matrix first, on (B, 3, 4) tensors only. The pixels are then touched once per run and once per pixel
+    perturbation: one batched matrix product maps every image to its state before its first pixel perturbation
+    (or to its final result), and each (slot, pixel perturbation) pair processes the samples that chose it,
+    with the run before it and, if it is their last one, the run after it. Contrast pivots around the image's
+    mean luma as estimated from the original mean colour carried through the preceding perturbations.
+
+    Args:
+        perturbations: names from ``PERTURBATIONS`` or ``Perturbation`` objects.
+        min_count, max_count: bounds of the number of perturbations per sample.
+    """
+
+    def __init__(
+        self,
+        perturbations: Sequence[str | Perturbation] = DEFAULT_PERTURBATIONS,
+        min_count: int = 1,
+        max_count: int = 4,
+    ):
+        self.perturbations = tuple(PERTURBATIONS[p] if isinstance(p, str) else p for p in perturbations)
+        if not 1 <= min_count <= max_count <= len(self.perturbations):
+            raise ValueError(
+                f"Need 1 <= min_count <= max_count <= {len(self.perturbations)} (the number of perturbations), "
+                f"got min_count={min_count}, max_count={max_count}."
+            )
+        self.min_count, self.max_count = min_count, max_count
+
+    def __call__(
+        self, images: torch.Tensor, generator: torch.Generator | None = None, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Perturb a batch.
+
+        Args:
+            images: (B, 3, H, W) float in [0, 1]; not modified.
+            generator: source of all randomness, on the images' device (None: torch's global RNG).
+            out: optional (B, 3, H, W) destination whose per-sample (3, H, W) blocks are contiguous (e.g. the
+                first three channels of a (B, 4, H, W) buffer).
+
+        Returns:
+            (B, 3, H, W) perturbed images in [0, 1], same dtype and device (``out`` when given).
+        """
+        batch, _, height, width = images.shape
+        plan = self._plan(images, generator)
+        if out is None:
+            out = torch.empty_like(images, memory_format=torch.contiguous_format)
+        chunk_size = batch if images.device.type != "cpu" else max(1, CPU_CHUNK_PIXELS // (height * width))
+        chunk_starts = list(range(0, batch, chunk_size))
+
+        # For each (slot, pixel perturbation): the samples that chose it, and where each chunk's share starts.
+        steps = []
+        for slot in range(self.max_count):
+            for op_index, perturbation in enumerate(self.perturbations):
+                if perturbation.apply is None:
+                    continue
+                chosen = (plan.slot_ops[:, slot] == op_index).nonzero().squeeze(1)
+                if chosen.numel() > 0:
+                    bounds = torch.searchsorted(chosen, torch.tensor(chunk_starts + [batch], device=chosen.device))
+                    steps.append((slot, op_index, chosen, bounds.tolist()))
+
+        for chunk_index, start in enumerate(chunk_starts):
+            part = slice(start, start + chunk_size)
+            apply_affine(images[part], plan.first_run[part], out=out[part])
+            for slot, op_index, chosen, bounds in steps:
+                if bounds[chunk_index] < bounds[chunk_index + 1]:
+                    self._apply_pixel_step(out, chosen[bounds[chunk_index] : bounds[chunk_index + 1]], slot, op_index, plan)
+        return out
+
+    def _apply_pixel_step(
+        self, out: torch.Tensor, chosen: torch.Tensor, slot: int, op_index: int, plan: _PerturbationPlan
+    ) -> None:
+        """Samples ``chosen`` of ``out``: colour run before, the pixel perturbation, final run if it is the last."""
+        identity = torch.eye(3, 4, device=out.device)
+        subset = apply_affine(out.index_select(0, chosen), plan.runs_before[chosen, slot], skip_identity=True)
+        subset = self.perturbations[op_index].apply(subset, plan.strengths[chosen, op_index])
+        is_last = (plan.last_pixel_slot[chosen] == slot).view(-1, 1, 1)
+        subset = apply_affine(subset, torch.where(is_last, plan.final_run[chosen], identity), skip_identity=True)
+        out.index_copy_(0, chosen, subset)
+
+    def _plan(self, images: torch.Tensor, generator: torch.Generator | None) -> _PerturbationPlan:
+        """Draw subsets, orders and strengths, and compose each run of colour maps into one (3, 4) matrix."""
+        batch, device, num_slots = images.shape[0], images.device, self.max_count
+        counts = self.min_count + (
+            torch.rand(batch, generator=generator, device=device) * (num_slots - self.min_count + 1)
+        ).long()
+        order = torch.rand(batch, len(self.perturbations), generator=generator, device=device).argsort(dim=1)
+        strengths = torch.stack([p.sample_strength(batch, generator, device) for p in self.perturbations], dim=1)
+        slot_numbers = torch.arange(num_slots, device=device)
+        slot_ops = torch.where(slot_numbers < counts.unsqueeze(1), order[:, :num_slots], -1)
+
+        identity = torch.eye(3, 4, device=device).expand(batch, 3, 4)
+        runs_before = identity.unsqueeze(1).repeat(1, num_slots, 1, 1)
+        run = identity.clone()
+        has_pixel_step = torch.zeros(batch, dtype=torch.bool, device=device)
+        first_run = identity.clone()
+        last_pixel_slot = torch.full((batch,), -1, device=device)
+        mean_rgb = _mean_rgb(images)
+        for slot in range(num_slots):
+            for op_index, perturbation in enumerate(self.perturbations):
+                selected = slot_ops[:, slot] == op_index
+                strength = strengths[:, op_index]
+                if perturbation.color_transform is not None:
+                    step = perturbation.color_transform(strength, mean_rgb)
+                    run = torch.where(selected.view(-1, 1, 1), _compose(step, run), run)
+                    moved_mean = _transform_colors(step, mean_rgb).clamp(0, 1)
+                else:
+                    # The first run goes to the batched first pass; later ones wait for their pixel step.
+                    first_run = torch.where((selected & ~has_pixel_step).view(-1, 1, 1), run, first_run)
+                    later = (selected & has_pixel_step).view(-1, 1, 1)
+                    runs_before[:, slot] = torch.where(later, run, runs_before[:, slot])
+                    run = torch.where(selected.view(-1, 1, 1), identity, run)
+                    has_pixel_step |= selected
+                    last_pixel_slot = torch.where(selected, slot, last_pixel_slot)
+                    if perturbation.keeps_mean:
+                        continue
+                    moved_mean = perturbation.apply(mean_rgb.view(batch, 3, 1, 1).clone(), strength).view(batch, 3)
+                mean_rgb = torch.where(selected.view(-1, 1), moved_mean, mean_rgb)
+        first_run = torch.where(has_pixel_step.view(-1, 1, 1), first_run, run)
+        final_run = torch.where(has_pixel_step.view(-1, 1, 1), run, identity)
+        return _PerturbationPlan(slot_ops, strengths, first_run, runs_before, final_run, last_pixel_slot)
+
+
+def apply_affine(
+    images: torch.Tensor, affine: torch.Tensor, out: torch.Tensor | None = None, skip_identity: bool = False
+) -> torch.Tensor:
+    """rgb -> clamp(M @ rgb + t, 0, 1) per sample.
+
+    Args:
+        images: (b, 3, H, W); not modified (unless it is ``out``'s memory, which is not allowed).
+        affine: (b, 3, 4) maps ``[M | t]``.
+        out: optional (b, 3, H, W) destination; each sample's (3, H, W) block must be contiguous.
+        skip_identity: return ``images`` itself when every map is the identity.
+
+    Returns:
+        (b, 3, H, W) mapped images (``out`` when given).
+    """
+    if skip_identity and bool((affine == torch.eye(3, 4, device=affine.device)).all()):
+        return images
+    batch, channels, height, width = images.shape
+    affine = affine.to(images.dtype)
+    if out is None:
+        out = torch.empty_like(images, memory_format=torch.contiguous_format)
+    flat_out = out.view(batch, channels, height * width)
+    torch.baddbmm(affine[:, :, 3:], affine[:, :, :3], images.reshape(batch, channels, height * width), out=flat_out)
+    return out.clamp_(0, 1)
+
+
+def _compose(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+    """(b, 3, 4) affine maps: outer o inner."""
+    composed = outer[:, :, :3] @ inner
+    composed[:, :, 3] += outer[:, :, 3]
+    return composed
+
+
+def _transform_colors(affine: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+    """(b, 3, 4) maps applied to (b, 3) colours, unclamped."""
+    return (affine[:, :, :3] @ colors.unsqueeze(-1)).squeeze(-1) + affine[:, :, 3]
+
+
+def _mean_rgb(images: torch.Tensor) -> torch.Tensor:
+    """(b, 3) float32 mean colour, estimated on every 4th pixel in each direction (plenty for a mean)."""
+    return images[..., ::4, ::4].float().mean(dim=(2, 3))
