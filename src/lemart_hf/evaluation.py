@@ -10,6 +10,24 @@ size (256x256) and returns the harmonized RGB (B, 3, H', W') in [0, 1] — a ten
 ``harmonized`` attribute/key (a `SwinIHForHarmonization` can be passed as ``lambda x: model(pixel_values=x)``).
 A prediction of another size is resized to the protocol size like any image.
 
+Training and its final evaluation (e.g. ``examples/run_finetune.py``) read the data the same way::
+
+    from torch.utils.data import DataLoader
+    from lemart_hf.data import HarmonizationCollator, load_iharmony4
+    from lemart_hf.evaluation import evaluate_harmonization
+
+    train = load_iharmony4(root, split="train", fraction=0.5)  # 50% of the labels, seeded
+    loader = DataLoader(train, batch_size=16, shuffle=True, collate_fn=HarmonizationCollator(train=True))
+    # batches: pixel_values (B, 4, 256, 256), real (labels), mask — random crop + flip, mask binary
+    ...
+    model.eval()
+    results = evaluate_harmonization(
+        lambda x: model(pixel_values=x), load_iharmony4(root, split="test"), accelerator=accelerator
+    )
+    if accelerator.is_main_process:
+        print(results)
+        results.save(output_dir)  # results.json + results.md
+
 With an `accelerate.Accelerator`, the data are sharded across processes and the per-image values gathered
 with ``gather_for_metrics`` (no duplicates from the padding of the last batch); every process returns the
 same full results.
@@ -194,7 +212,7 @@ def evaluate_harmonization(
             shuffle=False,
             num_workers=num_workers,
             collate_fn=HarmonizationCollator(protocol),
-            pin_memory=False,
+            pin_memory=torch.cuda.is_available(),
         )
     if accelerator is not None:
         dataloader = accelerator.prepare(dataloader)

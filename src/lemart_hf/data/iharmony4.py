@@ -267,15 +267,20 @@ def load_iharmony4(
 
 
 def pil_to_tensor(image, *, mask: bool = False) -> torch.Tensor:
-    """A PIL image (or path) -> float tensor in [0, 1]: RGB (3, H, W), or a mask (1, H, W) read as grayscale."""
+    """An image -> float tensor in [0, 1]: RGB (3, H, W), or a mask (1, H, W) read as grayscale.
+
+    Accepts a PIL image, a path, an undecoded `datasets.Image` value (``{"path", "bytes"}``), or an array /
+    tensor already channels first (C, H, W) or (H, W) — uint8 (0..255) or float (taken as [0, 1]).
+    """
     from PIL import Image
 
     if isinstance(image, (str, os.PathLike)):
         image = Image.open(image)
     elif isinstance(image, dict):  # an undecoded datasets.Image value
         image = Image.open(image["path"]) if image.get("bytes") is None else Image.open(io.BytesIO(image["bytes"]))
-    if isinstance(image, torch.Tensor):
-        x = image.float()
+    if isinstance(image, (torch.Tensor, np.ndarray)):
+        x = torch.as_tensor(image)
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
         return x.unsqueeze(0) if x.ndim == 2 else x
     array = np.array(image.convert("L" if mask else "RGB"), dtype=np.uint8)
     x = torch.from_numpy(array)
