@@ -1,0 +1,627 @@
+#!/usr/bin/env python
+"""LEMaRT pre-training of SwinIH on unlabeled photos (Accelerate).
+
+Every step takes a batch of photo crops, makes LEMaRT composites from them online (a random foreground mask, the
+photo's visual attributes perturbed inside it; new composites every epoch) and trains the model to give the
+photo back (MSE). The result is a `save_pretrained` folder to fine-tune with `run_finetune.py`.
+
+    # the embedded default photos (scikit-image's, offline), a CPU, a few minutes
+    accelerate launch examples/run_pretrain.py --model_config swinih-tiny --resolution 64 --max_train_steps 100
+
+    # any image folder; a GPU, bf16, composites made on the GPU
+    accelerate launch --mixed_precision bf16 examples/run_pretrain.py --train_dir /data/photos \\
+        --model_config swinih-base --train_batch_size 64 --dataloader_num_workers 8 --num_train_epochs 30
+
+    # a Hub dataset with an image column, streamed
+    accelerate launch examples/run_pretrain.py --dataset_name user/photos --streaming --max_train_steps 20000
+
+    # continue an interrupted run exactly where it stopped
+    accelerate launch examples/run_pretrain.py ... --resume_from_checkpoint latest
+
+Outputs in --output_dir: the model (config.json, model.safetensors, the model code), preprocessor_config.json, a
+README.md model card, train_results.json, sample grids (samples/, columns composite | mask | prediction |
+original), tracker logs (logs/) and checkpoint-{step} folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+
+import torch
+from accelerate.logging import get_logger
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from lemart_hf.data.photos import EpochShuffleSampler, PhotoDataset, StreamingPhotos, collate_photos, list_images
+from lemart_hf.data.samples import sample_photo_paths
+from lemart_hf.lemart import MASK_STRATEGIES, PERTURBATIONS, LEMaRTComposer, generator_for_step
+from lemart_hf.metrics import harmonization_metrics
+from lemart_hf.training import (
+    CardMetric,
+    CheckpointManager,
+    NonFiniteLossError,
+    Throughput,
+    TimeBudget,
+    TrainingState,
+    add_checkpointing_arguments,
+    add_hub_arguments,
+    add_logging_arguments,
+    add_model_arguments,
+    add_training_arguments,
+    build_optimizer,
+    build_scheduler,
+    check_training_arguments,
+    command_line,
+    dataloader_kwargs,
+    default_hub_model_id,
+    effective_learning_rate,
+    load_model,
+    load_training_state,
+    log_sample_grid,
+    make_accelerator,
+    make_sample_grid,
+    model_card,
+    push_folder_to_hub,
+    save_final_model,
+    save_sample_grid,
+    seed_for_step,
+    stop_signals,
+    warmup_steps,
+    warn_on_run_mismatch,
+)
+
+logger = get_logger(__name__)
+
+#: The composer's generator number for the fixed validation composites (training steps never get near it).
+VALIDATION_STREAM = 2**62
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data (default: the photos embedded in the [dev] install)")
+    data.add_argument("--train_dir", default=None, help="A folder of photos (searched recursively).")
+    data.add_argument("--dataset_name", default=None, help="A Hub dataset id or a local dataset folder with images.")
+    data.add_argument("--dataset_config_name", default=None, help="Its configuration, if it has several.")
+    data.add_argument("--dataset_split", default="train", help="Its split to train on.")
+    data.add_argument("--image_column", default=None, help="Its image column (default: the first Image column).")
+    data.add_argument("--streaming", action="store_true", help="Stream --dataset_name instead of downloading it.")
+    data.add_argument("--shuffle_buffer_size", type=int, default=1000, help="Shuffle buffer with --streaming.")
+    data.add_argument("--max_train_samples", type=int, default=None, help="Use at most this many training photos.")
+    data.add_argument(
+        "--num_validation_images",
+        type=int,
+        default=16,
+        help="Photos held out for validation (at most a fifth of the data; 0: no validation).",
+    )
+    data.add_argument(
+        "--num_validation_composites",
+        type=int,
+        default=16,
+        help="Fixed validation composites made (with a fixed seed) from the held-out photos.",
+    )
+    data.add_argument(
+        "--crop_scale",
+        type=float,
+        nargs=2,
+        default=(0.5, 1.0),
+        metavar=("MIN", "MAX"),
+        help="Random square crops cover this fraction of each photo's largest square, then are resized.",
+    )
+    data.add_argument("--no_hflip", action="store_true", help="Do not mirror half of the crops.")
+    data.add_argument(
+        "--dataset_repeats",
+        type=int,
+        default=None,
+        help="Visit each photo this many times per epoch (default: enough for one optimizer step per epoch).",
+    )
+
+    lemart = parser.add_argument_group("LEMaRT composites")
+    lemart.add_argument("--mask_strategy", choices=MASK_STRATEGIES, default="random", help="Foreground masks (paper: random).")
+    lemart.add_argument("--mask_ratio", type=float, default=0.5, help="Foreground fraction of each mask (paper: 0.5).")
+    lemart.add_argument("--mask_grid_size", type=int, default=8, help="Patches per side for random and grid masks.")
+    lemart.add_argument(
+        "--perturbations",
+        nargs="+",
+        choices=sorted(PERTURBATIONS),
+        default=None,
+        help="Visual-attribute perturbations to draw from (default: all).",
+    )
+    lemart.add_argument(
+        "--composite_device",
+        choices=["auto", "cpu", "accelerator"],
+        default="auto",
+        help="Where composites are made, batched: auto = the accelerator when it is a GPU, else the CPU.",
+    )
+
+    add_model_arguments(parser, default_loss="mse")
+    add_training_arguments(parser, learning_rate=1e-3, num_train_epochs=30, train_batch_size=16)
+    add_checkpointing_arguments(parser, default_output_dir="outputs/pretrain")
+    add_logging_arguments(parser)
+    add_hub_arguments(parser)
+    args = parser.parse_args(argv)
+
+    if args.train_dir is not None and args.dataset_name is not None:
+        parser.error("give --train_dir or --dataset_name, not both")
+    if args.train_dir is not None and not os.path.isdir(args.train_dir):
+        parser.error(f"--train_dir {args.train_dir!r} is not a directory")
+    if args.streaming and args.dataset_name is None:
+        parser.error("--streaming needs --dataset_name")
+    if args.streaming and args.max_train_steps is None:
+        parser.error("--streaming needs --max_train_steps (a stream has no length to count epochs in)")
+    if not 0.0 <= args.mask_ratio <= 1.0:
+        parser.error(f"--mask_ratio must be in [0, 1], got {args.mask_ratio}")
+    if not 0.0 < args.crop_scale[0] <= args.crop_scale[1] <= 1.0:
+        parser.error(f"--crop_scale must satisfy 0 < MIN <= MAX <= 1, got {args.crop_scale}")
+    if args.num_validation_images < 0 or args.num_validation_composites < 0:
+        parser.error("--num_validation_images and --num_validation_composites must be >= 0")
+    if args.dataset_repeats is not None and args.dataset_repeats < 1:
+        parser.error(f"--dataset_repeats must be >= 1, got {args.dataset_repeats}")
+    if args.max_train_samples is not None and args.max_train_samples < 1:
+        parser.error(f"--max_train_samples must be >= 1, got {args.max_train_samples}")
+    check_training_arguments(parser, args)
+    return args
+
+
+# ------------------------------------------------------------------------------------------------------
+# Data
+
+
+def held_out_count(num_photos: int, wanted: int) -> int:
+    """Validation photos: ``wanted``, but at most a fifth of the photos and at least one when there are two."""
+    if wanted == 0 or num_photos < 2:
+        return 0
+    return min(wanted, max(1, num_photos // 5))
+
+
+def image_column_of(features, wanted: str | None) -> str:
+    import datasets
+
+    if wanted is not None:
+        if features is not None and wanted not in features:
+            raise ValueError(f"--image_column {wanted!r} not in the dataset's columns {list(features)}")
+        return wanted
+    if features is not None:
+        for name, feature in features.items():
+            if isinstance(feature, datasets.Image):
+                return name
+    return "image"
+
+
+def build_datasets(args: argparse.Namespace):
+    """(training dataset, validation photos or None, a description of the source)."""
+    kwargs = {"train": True, "crop_scale": tuple(args.crop_scale), "hflip": not args.no_hflip, "seed": args.seed}
+    if args.dataset_name is None:
+        if args.train_dir is not None:
+            photos = list_images(args.train_dir)
+            order = torch.randperm(len(photos), generator=torch.Generator().manual_seed(args.seed)).tolist()
+            held = held_out_count(len(photos), args.num_validation_images)
+            validation = sorted(photos[i] for i in order[:held])
+            train = sorted(photos[i] for i in order[held:])
+            source = f"image folder {os.path.abspath(args.train_dir)}"
+        else:
+            train, validation = sample_photo_paths("train"), sample_photo_paths("validation")
+            validation = validation if args.num_validation_images else []
+            source = "the photos embedded in scikit-image (lemart_hf.data.samples)"
+        if args.max_train_samples is not None:
+            train = train[: args.max_train_samples]
+        train_dataset = PhotoDataset(train, args.resolution, **kwargs)
+        validation_photos = PhotoDataset(validation, args.resolution, train=False) if validation else None
+        return train_dataset, validation_photos, source
+
+    import datasets
+
+    source = f"dataset {args.dataset_name}" + (f" ({args.dataset_config_name})" if args.dataset_config_name else "")
+    dataset = datasets.load_dataset(
+        args.dataset_name, args.dataset_config_name, split=args.dataset_split, streaming=args.streaming
+    )
+    column = image_column_of(dataset.features, args.image_column)
+    if args.streaming:
+        held = args.num_validation_images
+        validation_rows = [row[column] for row in dataset.take(held)] if held else []
+        train_stream = dataset.skip(held) if held else dataset
+        if args.max_train_samples is not None:
+            train_stream = train_stream.take(args.max_train_samples)
+        train_dataset = StreamingPhotos(
+            train_stream,
+            args.resolution,
+            seed=args.seed,
+            crop_scale=tuple(args.crop_scale),
+            hflip=not args.no_hflip,
+            image_column=column,
+            shuffle_buffer_size=args.shuffle_buffer_size,
+        )
+        validation_photos = PhotoDataset(validation_rows, args.resolution, train=False) if validation_rows else None
+        return train_dataset, validation_photos, source
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(args.seed)).tolist()
+    held = held_out_count(len(dataset), args.num_validation_images)
+    train_indices = sorted(order[held:])
+    if args.max_train_samples is not None:
+        train_indices = train_indices[: args.max_train_samples]
+    train_dataset = PhotoDataset(dataset.select(train_indices), args.resolution, image_column=column, **kwargs)
+    validation_photos = None
+    if held:
+        validation_photos = PhotoDataset(
+            dataset.select(sorted(order[:held])), args.resolution, train=False, image_column=column
+        )
+    return train_dataset, validation_photos, source
+
+
+def make_validation_set(validation_photos, composer: LEMaRTComposer, args: argparse.Namespace) -> dict | None:
+    """Fixed LEMaRT composites of the held-out photos (centre crops, cycled), made once with a fixed generator."""
+    if validation_photos is None or args.num_validation_composites == 0:
+        return None
+    crops = [validation_photos[i % len(validation_photos)]["pixel_values"] for i in range(args.num_validation_composites)]
+    images = torch.stack(crops).float().div_(255)
+    return composer(images, generator=generator_for_step(args.seed, VALIDATION_STREAM))
+
+
+@torch.no_grad()
+def validate(model, validation: dict, accelerator, batch_size: int) -> tuple[dict, torch.Tensor]:
+    """MSE / PSNR / fMSE / fPSNR (0..255 scale, mean over composites) of the model on the validation composites.
+
+    Returns the metrics and the predictions (N, 3, R, R) on the CPU.
+    """
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.eval()
+    predictions = []
+    for start in range(0, validation["pixel_values"].shape[0], batch_size):
+        pixel_values = validation["pixel_values"][start : start + batch_size].to(accelerator.device)
+        with accelerator.autocast():
+            predictions.append(unwrapped(pixel_values=pixel_values).harmonized.float().cpu())
+    unwrapped.train()
+    predictions = torch.cat(predictions)
+    return mean_metrics(predictions, validation), predictions
+
+
+def mean_metrics(predictions: torch.Tensor, validation: dict) -> dict[str, float]:
+    scores = harmonization_metrics(predictions, validation["labels"], validation["mask"])
+    return {name: float(values.nanmean()) for name, values in scores.items()}
+
+
+# ------------------------------------------------------------------------------------------------------
+# Training
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    accelerator = make_accelerator(args)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    for noisy in ("accelerate.checkpointing", "accelerate.accelerator"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logger.info(accelerator.state, main_process_only=False)
+    if args.allow_tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    set_seed(args.seed)
+
+    checkpoints = CheckpointManager(args.output_dir, args.checkpoints_total_limit)
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+        for path in checkpoints.remove_partial():
+            logger.info(f"removed the unfinished {path.name} of an interrupted run")
+
+    # Data: crops decoded on the workers; composites made batched in the loop.
+    try:
+        train_dataset, validation_photos, data_source = build_datasets(args)
+    except (FileNotFoundError, ValueError, ModuleNotFoundError) as error:
+        raise SystemExit(f"run_pretrain.py: error: {error}") from error
+    composer = LEMaRTComposer(
+        mask_strategy=args.mask_strategy,
+        mask_ratio=args.mask_ratio,
+        grid_size=args.mask_grid_size,
+        **({"perturbations": args.perturbations} if args.perturbations else {}),
+    )
+    num_processes = accelerator.num_processes
+    batch_per_step = args.train_batch_size * num_processes * args.gradient_accumulation_steps
+    streaming = isinstance(train_dataset, StreamingPhotos)
+    loader_kwargs = dataloader_kwargs(args, pin_memory=accelerator.device.type == "cuda", persistent=not streaming)
+    if streaming:
+        train_dataloader = torch.utils.data.DataLoader(
+            train_dataset, batch_size=args.train_batch_size, collate_fn=collate_photos, drop_last=True, **loader_kwargs
+        )
+    else:
+        repeats = args.dataset_repeats or max(1, math.ceil(batch_per_step / len(train_dataset)))
+        sampler = EpochShuffleSampler(len(train_dataset), seed=args.seed, repeats=repeats)
+        train_dataloader = torch.utils.data.DataLoader(
+            train_dataset,
+            batch_size=args.train_batch_size,
+            sampler=sampler,
+            collate_fn=collate_photos,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(args.seed),  # keeps worker seeding off the global RNG
+            **loader_kwargs,
+        )
+    train_dataloader = accelerator.prepare_data_loader(train_dataloader, device_placement=False)
+    if streaming:
+        batches_per_epoch = None
+        max_train_steps = args.max_train_steps
+    else:
+        batches_per_epoch = len(train_dataloader)
+        if batches_per_epoch == 0:
+            raise SystemExit(
+                f"run_pretrain.py: error: {len(train_dataset)} training photos make no full batch of "
+                f"{args.train_batch_size} per process; lower --train_batch_size or set --dataset_repeats"
+            )
+        updates_per_epoch = math.ceil(batches_per_epoch / args.gradient_accumulation_steps)
+        max_train_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
+
+    # Model and optimisation.
+    model, image_processor = load_model(args)
+    learning_rate = effective_learning_rate(args, num_processes)
+    optimizer = build_optimizer(model, args, learning_rate)
+    lr_scheduler = build_scheduler(optimizer, args, max_train_steps, num_processes)
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    if args.composite_device == "accelerator" or (args.composite_device == "auto" and accelerator.device.type != "cpu"):
+        composite_device = accelerator.device
+    else:
+        composite_device = torch.device("cpu")
+    validation = make_validation_set(validation_photos, composer, args) if accelerator.is_main_process else None
+
+    run_settings = {
+        "train_batch_size": args.train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "num_processes": num_processes,
+        "seed": args.seed,
+        "resolution": args.resolution,
+        "max_train_steps": max_train_steps,
+        "mask_strategy": args.mask_strategy,
+        "mask_ratio": args.mask_ratio,
+        "composite_device": composite_device.type,
+        "data": data_source,
+    }
+    state = TrainingState(run=run_settings)
+    resume_from = checkpoints.resolve(args.resume_from_checkpoint)
+    if args.resume_from_checkpoint == "latest" and resume_from is None:
+        logger.info(f"no checkpoint in {args.output_dir}: starting a new run")
+    if resume_from is not None:
+        logger.info(f"resuming from {resume_from}")
+        accelerator.load_state(str(resume_from))
+        state = load_training_state(resume_from)
+        warn_on_run_mismatch(state.run, run_settings)
+        state.run = run_settings
+        if batches_per_epoch is not None and state.batches_in_epoch >= batches_per_epoch:
+            state.epoch, state.batches_in_epoch = state.epoch + 1, 0
+
+    if accelerator.is_main_process:
+        tracker_config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in vars(args).items()}
+        accelerator.init_trackers(args.tracker_project_name or "lemart_pretrain", config=tracker_config)
+    logger.info(f"data: {data_source}: {len(train_dataset) if not streaming else 'streamed'} training photos")
+    logger.info(
+        f"{max_train_steps} optimizer steps of {batch_per_step} images ({args.train_batch_size} per process x "
+        f"{num_processes} processes x {args.gradient_accumulation_steps} accumulation) at {args.resolution}px; "
+        f"peak lr {learning_rate:g}, {warmup_steps(args, max_train_steps)} warm-up steps; composites on {composite_device}"
+    )
+
+    unwrapped_model = accelerator.unwrap_model(model)
+    logger.info(f"model: {sum(p.numel() for p in unwrapped_model.parameters()) / 1e6:.2f} M parameters")
+    last_validation: dict = {}
+    if accelerator.is_main_process and validation is not None:
+        composite_metrics = mean_metrics(validation["pixel_values"][:, :3], validation)
+    else:
+        composite_metrics = {}
+
+    def run_validation(step: int) -> None:
+        if not accelerator.is_main_process or validation is None:
+            return
+        metrics, predictions = validate(model, validation, accelerator, args.train_batch_size)
+        last_validation.clear()
+        last_validation.update(metrics, step=step)
+        accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
+        grid = make_sample_grid(
+            validation["pixel_values"][:, :3], validation["mask"], predictions, validation["labels"], max_rows=args.num_sample_rows
+        )
+        save_sample_grid(grid, args.output_dir, step)
+        log_sample_grid(accelerator, grid, step)
+        logger.info(f"step {step}: validation PSNR {metrics['psnr']:.2f} dB, fPSNR {metrics['fpsnr']:.2f} dB")
+
+    progress = tqdm(
+        total=max_train_steps, initial=state.global_step, desc="Pre-training", unit="step",
+        disable=not accelerator.is_local_main_process,
+    )
+    budget, throughput = TimeBudget(args.time_budget_minutes), Throughput()
+    last_good = dataclasses.replace(state)
+    step_loss, step_batches, stop_reason = 0.0, 0, None
+    timings, steps_since_log = {"data": 0.0, "composite": 0.0, "step": 0.0}, 0
+    train_start = time.perf_counter()
+    images_at_start = state.images_seen
+    model.train()
+    try:
+        while state.global_step < max_train_steps and stop_reason is None:
+            train_dataloader.set_epoch(state.epoch)
+            batches = train_dataloader
+            if state.batches_in_epoch:
+                batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
+            tick = time.perf_counter()
+            for batch in batches:
+                timings["data"] += time.perf_counter() - tick
+                tick = time.perf_counter()
+                # LEMaRT composites, new every epoch; their generator depends only on (seed, batch number).
+                images = batch["pixel_values"].to(composite_device, non_blocking=True).float().div_(255)
+                stream = state.micro_step * num_processes + accelerator.process_index
+                with torch.no_grad():
+                    composed = composer(images, generator=generator_for_step(args.seed, stream, device=composite_device))
+                pixel_values = composed["pixel_values"].to(accelerator.device, non_blocking=True)
+                labels = composed["labels"].to(accelerator.device, non_blocking=True)
+                timings["composite"] += time.perf_counter() - tick
+                tick = time.perf_counter()
+
+                seed_for_step(args.seed, state.micro_step, accelerator.process_index)  # stochastic depth
+                with accelerator.accumulate(model):
+                    loss = model(pixel_values=pixel_values, labels=labels).loss
+                    losses, non_finite, over_budget = stop_signals(accelerator, loss, budget.exceeded())
+                    if non_finite:
+                        shown = losses.tolist() if num_processes > 1 else float(losses[0])
+                        raise NonFiniteLossError(
+                            f"the loss is {shown} at step {state.global_step + 1} "
+                            f"(epoch {state.epoch}, batch {state.batches_in_epoch + 1})"
+                        )
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and args.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    lr_scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                state.micro_step += 1
+                state.batches_in_epoch += 1
+                state.images_seen += images.shape[0] * num_processes
+                throughput.add(images.shape[0] * num_processes)
+                step_loss += float(losses.mean())
+                step_batches += 1
+                timings["step"] += time.perf_counter() - tick
+                if not accelerator.sync_gradients:
+                    tick = time.perf_counter()
+                    continue
+
+                state.global_step += 1
+                progress.update(1)
+                progress.set_postfix(loss=f"{step_loss / step_batches:.4g}", lr=f"{lr_scheduler.get_last_lr()[0]:.3g}")
+                steps_since_log += 1
+                if state.global_step % args.logging_steps == 0 or state.global_step == max_train_steps:
+                    steps = steps_since_log
+                    accelerator.log(
+                        {
+                            "train/loss": step_loss / step_batches,
+                            "train/lr": lr_scheduler.get_last_lr()[0],
+                            "train/epoch": state.epoch,
+                            "train/images_per_second": throughput.rate(),
+                            **{f"perf/{k}_seconds_per_step": v / steps for k, v in timings.items()},
+                        },
+                        step=state.global_step,
+                    )
+                    timings, steps_since_log = dict.fromkeys(timings, 0.0), 0
+                step_loss, step_batches = 0.0, 0
+                last_good = dataclasses.replace(state)
+
+                if over_budget:
+                    stop_reason = f"time budget of {args.time_budget_minutes:g} minutes reached"
+                if state.global_step % args.checkpointing_steps == 0 or stop_reason:
+                    path = checkpoints.save(accelerator, state)
+                    logger.info(f"saved {path}")
+                if args.validation_steps and state.global_step % args.validation_steps == 0:
+                    run_validation(state.global_step)
+                if stop_reason or state.global_step >= max_train_steps:
+                    break
+                tick = time.perf_counter()
+            else:
+                state.epoch += 1
+                state.batches_in_epoch = 0
+    except NonFiniteLossError as error:
+        progress.close()
+        saved = checkpoints.output_dir / f"checkpoint-{last_good.global_step}"
+        if not saved.is_dir():
+            saved = checkpoints.save(accelerator, last_good)
+        accelerator.end_training()
+        raise SystemExit(
+            f"run_pretrain.py: error: stopping, {error}. The model, optimizer and data position after the last "
+            f"good step ({last_good.global_step}) are in {saved}. Lower --learning_rate, keep --max_grad_norm on, or "
+            f"use --mixed_precision no / bf16 instead of fp16; then resume with --resume_from_checkpoint {saved}."
+        ) from None
+    progress.close()
+    train_seconds = time.perf_counter() - train_start
+
+    # Final validation, model, card.
+    if validation is not None and last_validation.get("step") != state.global_step:
+        run_validation(state.global_step)
+    accelerator.wait_for_everyone()
+    summary = {
+        "global_step": state.global_step,
+        "max_train_steps": max_train_steps,
+        "stopped_early": stop_reason,
+        "epochs": state.epoch + state.batches_in_epoch / batches_per_epoch if batches_per_epoch else None,
+        "images_seen": state.images_seen,
+        "num_processes": num_processes,
+        "train_seconds_this_invocation": round(train_seconds, 1),
+        "images_per_second_this_invocation": round((state.images_seen - images_at_start) / max(train_seconds, 1e-9), 3),
+        "validation": dict(last_validation),
+        "validation_composite_baseline": composite_metrics,
+    }
+    files = {"train_results.json": json.dumps(summary, indent=2) + "\n"}
+    if accelerator.is_main_process:
+        sample_path = os.path.join(args.output_dir, "samples", f"step-{state.global_step:07d}.png")
+        if os.path.isfile(sample_path):
+            with open(sample_path, "rb") as f:
+                files["sample_grid.png"] = f.read()
+        files["README.md"] = pretrain_card(args, summary, data_source, learning_rate, max_train_steps, "sample_grid.png" in files)
+    save_final_model(accelerator, model, image_processor, args.output_dir, files)
+    logger.info(f"saved the model to {args.output_dir}")
+
+    if args.push_to_hub and accelerator.is_main_process:
+        repo_id = default_hub_model_id(args)
+        logger.info(f"uploading {args.output_dir} to the Hub as {repo_id}")
+        push_folder_to_hub(
+            args.output_dir,
+            repo_id,
+            token=args.hub_token,
+            private=args.hub_private_repo,
+            commit_message=f"LEMaRT pre-training, step {state.global_step}",
+        )
+    accelerator.end_training()
+    return summary
+
+
+def pretrain_card(args, summary: dict, data_source: str, learning_rate: float, max_train_steps: int, has_sample: bool) -> str:
+    model_name = default_hub_model_id(args)
+    validation = summary["validation"]
+    dataset_name = f"LEMaRT composites of held-out photos ({data_source})"
+    metrics = [
+        CardMetric(label, key, validation[key], dataset_name, "lemart-composites", "validation")
+        for label, key in (("PSNR", "psnr"), ("fPSNR", "fpsnr"), ("MSE", "mse"), ("fMSE", "fmse"))
+        if key in validation
+    ]
+    results = ""
+    if validation:
+        baseline = summary["validation_composite_baseline"]
+        results = (
+            f"On {args.num_validation_composites} fixed LEMaRT composites ({args.mask_strategy} masks, ratio "
+            f"{args.mask_ratio}) of held-out photos, at {args.resolution}x{args.resolution}, values 0..255:\n\n"
+            "| | MSE ↓ | PSNR ↑ | fMSE ↓ | fPSNR ↑ |\n| --- | ---: | ---: | ---: | ---: |\n"
+            f"| input composite | {baseline['mse']:.2f} | {baseline['psnr']:.2f} | {baseline['fmse']:.1f} | {baseline['fpsnr']:.2f} |\n"
+            f"| this model | {validation['mse']:.2f} | {validation['psnr']:.2f} | {validation['fmse']:.1f} | {validation['fpsnr']:.2f} |\n\n"
+            "These are pre-training numbers, not iHarmony4 results: fine-tune with `examples/run_finetune.py`."
+        )
+    stopped = f" (stopped early: {summary['stopped_early']})" if summary["stopped_early"] else ""
+    summary_text = (
+        "SwinIH image harmonization model pre-trained with LEMaRT (Label-Efficient Masked Region Transform, "
+        "CVPR 2023): composites made online from unlabeled photos by perturbing the visual attributes of a random "
+        f"region, with the photo itself as the target. Trained {summary['global_step']} of {max_train_steps} steps"
+        f"{stopped}, {summary['images_seen']} images, on {data_source}.\n\nMade with lemart_hf's "
+        "`examples/run_pretrain.py`. A pre-trained model is meant to be fine-tuned on labeled harmonization pairs "
+        "(iHarmony4) with `examples/run_finetune.py`."
+    )
+    recipe = {
+        "objective": f"LEMaRT, {args.loss_type} loss",
+        "masks": f"{args.mask_strategy}, ratio {args.mask_ratio}, grid {args.mask_grid_size}",
+        "perturbations": ", ".join(args.perturbations or sorted(PERTURBATIONS)),
+        "resolution": args.resolution,
+        "crops": f"random square, scale {tuple(args.crop_scale)}, hflip {not args.no_hflip}",
+        "model": args.model_name_or_path or args.model_config,
+        "optimizer": f"AdamW betas ({args.adam_beta1}, {args.adam_beta2}), eps {args.adam_epsilon}, wd {args.adam_weight_decay}",
+        "learning rate": f"{learning_rate:g} peak, {args.lr_scheduler}, {warmup_steps(args, max_train_steps)} warm-up steps",
+        "batch": f"{args.train_batch_size} per process x {summary['num_processes']} processes x "
+        f"{args.gradient_accumulation_steps} accumulation",
+        "steps": f"{summary['global_step']} / {max_train_steps}",
+        "max grad norm": args.max_grad_norm,
+        "mixed precision": args.mixed_precision or "accelerate default",
+        "seed": args.seed,
+        "throughput": f"{summary['images_per_second_this_invocation']} images/s",
+    }
+    return model_card(
+        model_name=model_name,
+        summary=summary_text,
+        metrics=metrics,
+        recipe=recipe,
+        command=command_line("examples/run_pretrain.py"),
+        results_markdown=results,
+        base_model=args.model_name_or_path,
+        extra_tags=["self-supervised", "pre-training"],
+        sample_image="sample_grid.png" if has_sample else None,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,952 @@
+"""What the example training scripts share: arguments, model and optimiser set-up, exact resumption, atomic
+checkpoints, sample grids, the model card and the Hub upload.
+
+`examples/run_pretrain.py` (LEMaRT pre-training) and `examples/run_finetune.py` (fine-tuning on iHarmony4-layout
+data) write their training loops out in full; this module holds the parts that would otherwise be copied
+between them. Nothing here is specific to one script.
+
+Exact resumption rests on three things:
+
+- the data position: each `checkpoint-{step}` records the epoch and how many batches of it were consumed; the
+  shuffling and the per-sample crops are functions of (seed, epoch, key) only (`lemart_hf.data.photos`), so the
+  resumed run skips those batches and sees exactly what the uninterrupted run saw;
+- the randomness of each training step: the LEMaRT composer draws from `generator_for_step(seed, n)` and the
+  model's own randomness (stochastic depth) from the global RNG reseeded with `step_seed(seed, n, process)` before
+  every micro-batch ``n``, so no random state carries over from step to step;
+- model, optimizer, scheduler and gradient scaler through `Accelerator.save_state` / `load_state`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+#: Written last into a checkpoint, before the folder gets its final name: its presence marks a complete one.
+TRAINING_STATE_FILE = "training_state.json"
+_CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+_PARTIAL_SUFFIXES = (".tmp", ".trash")
+#: What `push_folder_to_hub` leaves out of the output folder: checkpoints, logs, intermediate sample grids.
+HUB_IGNORE_PATTERNS = [f"{CHECKPOINT_PREFIX}*", "logs/**", "samples/**", "*.tmp", "*.tmp/**"]
+
+
+# ======================================================================================================
+# Arguments
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, default_loss: str) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model_config",
+        default="swinih-base",
+        help="A SwinIH preset name (swinih-base = the paper's, swinih-tiny = 2.1 M parameters for CPUs, ...), or a "
+        "path to a config JSON file or to a folder with config.json. Ignored with --model_name_or_path.",
+    )
+    group.add_argument(
+        "--model_name_or_path",
+        default=None,
+        help="Start from these weights: a folder written by save_pretrained (e.g. a pre-training run's "
+        "--output_dir) or a Hub model id. Default: random initialisation from --model_config.",
+    )
+    group.add_argument(
+        "--loss_type",
+        choices=["mse", "fn_mse"],
+        default=default_loss,
+        help="Training loss: mse (LEMaRT pre-training) or fn_mse (foreground-normalized MSE, fine-tuning).",
+    )
+    group.add_argument("--gradient_checkpointing", action="store_true", help="Trade compute for activation memory.")
+
+
+def add_training_arguments(
+    parser: argparse.ArgumentParser, *, learning_rate: float, num_train_epochs: int, train_batch_size: int
+) -> None:
+    group = parser.add_argument_group("optimisation")
+    group.add_argument("--resolution", type=int, default=256, help="Side of the square training crops, in pixels.")
+    group.add_argument("--train_batch_size", type=int, default=train_batch_size, help="Batch size per process.")
+    group.add_argument(
+        "--num_train_epochs", type=int, default=num_train_epochs, help="Epochs, unless --max_train_steps is given."
+    )
+    group.add_argument(
+        "--max_train_steps", type=int, default=None, help="Optimizer steps in total; overrides --num_train_epochs."
+    )
+    group.add_argument("--gradient_accumulation_steps", type=int, default=1, help="Batches per optimizer step.")
+    group.add_argument(
+        "--learning_rate",
+        type=float,
+        default=learning_rate,
+        help=f"Peak learning rate of AdamW (default {learning_rate:g}; see --scale_lr).",
+    )
+    group.add_argument(
+        "--scale_lr",
+        action="store_true",
+        help="Multiply --learning_rate by total batch size / 64 (batch per process x processes x accumulation).",
+    )
+    group.add_argument(
+        "--lr_scheduler",
+        default="cosine",
+        choices=["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"],
+        help="Schedule after warm-up; cosine decays to 0 at the last step (paper).",
+    )
+    group.add_argument(
+        "--lr_warmup_steps", type=int, default=None, help="Linear warm-up steps (default: 5%% of the training steps)."
+    )
+    group.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1 (paper: 0.9).")
+    group.add_argument("--adam_beta2", type=float, default=0.95, help="AdamW beta2 (paper: 0.95).")
+    group.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon (paper: 1e-8).")
+    group.add_argument(
+        "--adam_weight_decay",
+        type=float,
+        default=0.05,
+        help="AdamW weight decay (paper: 0.05); biases, norms and position-bias tables get none.",
+    )
+    group.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping norm; 0 disables it.")
+    group.add_argument(
+        "--mixed_precision",
+        choices=["no", "fp16", "bf16"],
+        default=None,
+        help="Overrides `accelerate config` / `accelerate launch --mixed_precision`. bf16 on recent GPUs.",
+    )
+    group.add_argument(
+        "--allow_tf32", action="store_true", help="Allow TF32 matrix multiplies on Ampere+ GPUs (faster fp32)."
+    )
+    group.add_argument("--seed", type=int, default=0, help="Seeds initialisation, data order, crops and composites.")
+    group.add_argument(
+        "--dataloader_num_workers",
+        type=int,
+        default=2,
+        help="Processes that decode and crop images (0: in the main process). Use more on a GPU machine.",
+    )
+    group.add_argument(
+        "--time_budget_minutes",
+        type=float,
+        default=None,
+        help="Stop cleanly after this many minutes of this invocation (a checkpoint and the final model are "
+        "saved); the schedule still follows --max_train_steps.",
+    )
+
+
+def add_checkpointing_arguments(parser: argparse.ArgumentParser, *, default_output_dir: str) -> None:
+    group = parser.add_argument_group("checkpoints and output")
+    group.add_argument(
+        "--output_dir", default=default_output_dir, help="Final model, model card, checkpoints, logs and samples."
+    )
+    group.add_argument(
+        "--checkpointing_steps", type=int, default=500, help="Save a resumable checkpoint-{step} every N steps."
+    )
+    group.add_argument(
+        "--checkpoints_total_limit", type=int, default=None, help="Keep at most this many checkpoints (oldest go)."
+    )
+    group.add_argument(
+        "--resume_from_checkpoint",
+        default=None,
+        help="'latest' (the newest complete checkpoint in --output_dir; starts afresh when there is none) or a "
+        "checkpoint folder. Resumes model, optimizer, scheduler, RNG and data position exactly.",
+    )
+
+
+def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("logging and validation")
+    group.add_argument(
+        "--report_to",
+        default="tensorboard",
+        help="Accelerate trackers: tensorboard (default, when installed), wandb, all, none, or a comma list.",
+    )
+    group.add_argument("--logging_dir", default="logs", help="Tracker folder, relative to --output_dir.")
+    group.add_argument("--tracker_project_name", default=None, help="Run name for the trackers (default: the script).")
+    group.add_argument("--logging_steps", type=int, default=10, help="Log loss, lr and throughput every N steps.")
+    group.add_argument(
+        "--validation_steps",
+        type=int,
+        default=500,
+        help="Validate and save a sample grid every N steps (and at the end); 0: only at the end.",
+    )
+    group.add_argument("--num_sample_rows", type=int, default=4, help="Rows (examples) in each sample grid.")
+
+
+def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Hugging Face Hub")
+    group.add_argument("--push_to_hub", action="store_true", help="Upload the final --output_dir (no checkpoints).")
+    group.add_argument("--hub_model_id", default=None, help="Repository id (default: the --output_dir folder name).")
+    group.add_argument("--hub_token", default=None, help="Token (default: the one of `huggingface-cli login`).")
+    group.add_argument("--hub_private_repo", action="store_true", help="Create the repository as private.")
+
+
+def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`parser.error` (exit code 2, a one-line message) for values no run can use."""
+    positive = ["resolution", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "logging_steps"]
+    for name in positive:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.max_train_steps is not None and args.max_train_steps < 1:
+        parser.error(f"--max_train_steps must be >= 1, got {args.max_train_steps}")
+    if args.max_train_steps is None and args.num_train_epochs < 1:
+        parser.error(f"--num_train_epochs must be >= 1, got {args.num_train_epochs}")
+    if not args.learning_rate > 0:
+        parser.error(f"--learning_rate must be > 0, got {args.learning_rate}")
+    if args.lr_warmup_steps is not None and args.lr_warmup_steps < 0:
+        parser.error(f"--lr_warmup_steps must be >= 0, got {args.lr_warmup_steps}")
+    if args.max_grad_norm < 0:
+        parser.error(f"--max_grad_norm must be >= 0, got {args.max_grad_norm}")
+    if args.dataloader_num_workers < 0:
+        parser.error(f"--dataloader_num_workers must be >= 0, got {args.dataloader_num_workers}")
+    if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
+        parser.error(f"--checkpoints_total_limit must be >= 1, got {args.checkpoints_total_limit}")
+    if args.validation_steps < 0:
+        parser.error(f"--validation_steps must be >= 0, got {args.validation_steps}")
+    if args.time_budget_minutes is not None and not args.time_budget_minutes > 0:
+        parser.error(f"--time_budget_minutes must be > 0, got {args.time_budget_minutes}")
+    if args.model_name_or_path is None:
+        try:
+            resolve_model_config(args.model_config)
+        except (ValueError, OSError) as error:
+            parser.error(f"--model_config: {error}")
+    elif os.path.sep in args.model_name_or_path or args.model_name_or_path.startswith("."):
+        if not os.path.isdir(args.model_name_or_path):
+            parser.error(f"--model_name_or_path {args.model_name_or_path!r} is not a directory")
+    if args.resume_from_checkpoint not in (None, "latest"):
+        if not is_complete_checkpoint(args.resume_from_checkpoint):
+            parser.error(
+                f"--resume_from_checkpoint {args.resume_from_checkpoint!r} is not a complete checkpoint folder "
+                f"(one named {CHECKPOINT_PREFIX}<step> holding {TRAINING_STATE_FILE}); use 'latest' or a path"
+            )
+
+
+# ======================================================================================================
+# Accelerator, model, optimiser
+
+
+def resolve_report_to(report_to: str) -> list[str] | None:
+    """``--report_to`` -> Accelerate's ``log_with``; tensorboard is dropped (with a warning) when not installed."""
+    names = [n.strip() for n in report_to.split(",") if n.strip()]
+    if not names or names == ["none"]:
+        return None
+    if names == ["all"]:
+        return ["all"]
+    if "tensorboard" in names:
+        from accelerate.utils import is_tensorboard_available
+
+        if not is_tensorboard_available():
+            logger.warning("tensorboard is not installed: not logging to it (`pip install tensorboard`)")
+            names.remove("tensorboard")
+    return names or None
+
+
+def make_accelerator(args: argparse.Namespace):
+    """An `Accelerator` for ``args``: project and logging folders, trackers, accumulation, mixed precision."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+    project_config = ProjectConfiguration(
+        project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
+    )
+    return Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=resolve_report_to(args.report_to),
+        project_config=project_config,
+        dataloader_config=DataLoaderConfiguration(non_blocking=True),
+    )
+
+
+def resolve_model_config(name_or_path: str, **overrides):
+    """A SwinIH preset name, a config JSON file or a folder with config.json -> `SwinIHConfig`.
+
+    Raises:
+        ValueError: neither a preset nor an existing path (the message lists the presets).
+    """
+    from .models.swinih import SWINIH_PRESETS, SwinIHConfig
+
+    if name_or_path in SWINIH_PRESETS:
+        return SwinIHConfig.from_preset(name_or_path, **overrides)
+    path = Path(name_or_path)
+    if path.is_dir() and (path / "config.json").is_file():
+        path = path / "config.json"
+    if path.is_file():
+        config = SwinIHConfig.from_json_file(str(path))
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return config
+    raise ValueError(
+        f"{name_or_path!r} is neither a SwinIH preset ({', '.join(sorted(SWINIH_PRESETS))}) nor a config file/folder"
+    )
+
+
+def load_model(args: argparse.Namespace):
+    """The model to train and its image processor (working size ``--resolution``).
+
+    From ``--model_name_or_path`` (any architecture registered with `AutoModelForImageToImage`) or a fresh
+    `SwinIHForHarmonization` from ``--model_config``. The config's ``loss_type`` is set to ``--loss_type``.
+    """
+    from transformers import AutoImageProcessor, AutoModelForImageToImage
+
+    from .models.swinih import SwinIHForHarmonization, SwinIHImageProcessor
+
+    size = {"height": args.resolution, "width": args.resolution}
+    if args.model_name_or_path is not None:
+        model = AutoModelForImageToImage.from_pretrained(args.model_name_or_path)
+        try:
+            image_processor = AutoImageProcessor.from_pretrained(args.model_name_or_path)
+            image_processor.size = size
+        except (OSError, ValueError):
+            image_processor = SwinIHImageProcessor(size=size)
+    else:
+        model = SwinIHForHarmonization(resolve_model_config(args.model_config))
+        image_processor = SwinIHImageProcessor(size=size)
+    model.config.loss_type = args.loss_type
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model, image_processor
+
+
+def build_optimizer(model: torch.nn.Module, args: argparse.Namespace, learning_rate: float) -> torch.optim.AdamW:
+    """AdamW (paper: betas 0.9/0.95, eps 1e-8, weight decay 0.05); no decay on biases, norms, position-bias tables."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim <= 1 or "position_bias" in name else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": args.adam_weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups,
+        lr=learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+        fused=torch.cuda.is_available() and next(model.parameters()).is_cuda or None,
+    )
+
+
+def effective_learning_rate(args: argparse.Namespace, num_processes: int) -> float:
+    """``--learning_rate``, times total batch / 64 with ``--scale_lr``."""
+    total = args.train_batch_size * num_processes * args.gradient_accumulation_steps
+    return args.learning_rate * total / 64 if args.scale_lr else args.learning_rate
+
+
+def warmup_steps(args: argparse.Namespace, max_train_steps: int) -> int:
+    return args.lr_warmup_steps if args.lr_warmup_steps is not None else round(0.05 * max_train_steps)
+
+
+def build_scheduler(optimizer, args: argparse.Namespace, max_train_steps: int, num_processes: int):
+    """``--lr_scheduler`` with warm-up, counted in optimizer steps.
+
+    Accelerate's prepared scheduler advances ``num_processes`` times per optimizer step, so the step counts are
+    scaled by it (as in diffusers' scripts).
+    """
+    from transformers import get_scheduler
+
+    return get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=warmup_steps(args, max_train_steps) * num_processes,
+        num_training_steps=max_train_steps * num_processes,
+    )
+
+
+# ======================================================================================================
+# Reproducibility
+
+
+def step_seed(seed: int, step: int, process_index: int = 0) -> int:
+    """A 63-bit seed for micro-batch ``step`` of process ``process_index`` in a run seeded ``seed``."""
+    return int(np.random.SeedSequence([seed, step, process_index, 0x5EED]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def seed_for_step(seed: int, step: int, process_index: int = 0) -> None:
+    """Reseed torch's global RNG (all devices) for one micro-batch, so its randomness does not depend on history."""
+    torch.manual_seed(step_seed(seed, step, process_index))
+
+
+# ======================================================================================================
+# Checkpoints
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """Where a run is. Saved into every checkpoint as ``training_state.json``.
+
+    Attributes:
+        global_step: optimizer steps done.
+        epoch: the epoch in progress.
+        batches_in_epoch: batches (per process) of that epoch already consumed.
+        micro_step: batches (per process) consumed since the start; numbers the composer's and the model's RNG.
+        images_seen: training images consumed, all processes together.
+        run: settings a resumed run must share for exactness (batch size, processes, seed, ...).
+    """
+
+    global_step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    micro_step: int = 0
+    images_seen: int = 0
+    run: dict = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainingState":
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The step of a folder named ``checkpoint-{step}``; None for any other name (``.tmp`` ones included)."""
+    match = _CHECKPOINT_NAME.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """A folder named ``checkpoint-{step}`` that holds its training state (written last, before the rename)."""
+    path = Path(path)
+    return path.is_dir() and checkpoint_step(path) is not None and (path / TRAINING_STATE_FILE).is_file()
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file of ``folder`` and the folder itself to disk (so a power cut cannot reorder the rename)."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class CheckpointManager:
+    """Atomic ``checkpoint-{step}`` folders in ``output_dir``, at most ``total_limit`` of them.
+
+    A checkpoint is written into ``checkpoint-{step}.tmp``; its training state goes in last, everything is
+    flushed to disk, and only then is the folder renamed to ``checkpoint-{step}`` (an atomic rename). A run killed
+    while saving leaves a ``.tmp`` folder, which nothing mistakes for a checkpoint and the next run deletes.
+    Old checkpoints are renamed to ``.trash`` before being deleted, for the same reason.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, total_limit: int | None = None):
+        self.output_dir = Path(output_dir)
+        self.total_limit = total_limit
+
+    def complete(self) -> list[Path]:
+        """Complete checkpoints, oldest (lowest step) first."""
+        if not self.output_dir.is_dir():
+            return []
+        found = [p for p in self.output_dir.iterdir() if is_complete_checkpoint(p)]
+        return sorted(found, key=checkpoint_step)
+
+    def latest(self) -> Path | None:
+        complete = self.complete()
+        return complete[-1] if complete else None
+
+    def resolve(self, resume_from_checkpoint: str | None) -> Path | None:
+        """``None`` -> None; ``"latest"`` -> the newest complete checkpoint or None; a path -> that checkpoint.
+
+        Raises:
+            FileNotFoundError: the path is not a complete checkpoint.
+        """
+        if resume_from_checkpoint is None:
+            return None
+        if resume_from_checkpoint == "latest":
+            return self.latest()
+        path = Path(resume_from_checkpoint)
+        if not is_complete_checkpoint(path):
+            raise FileNotFoundError(f"{str(path)!r} is not a complete checkpoint folder")
+        return path
+
+    def remove_partial(self) -> list[Path]:
+        """Delete ``.tmp`` / ``.trash`` leftovers of interrupted saves and deletions; returns what was removed."""
+        removed = []
+        if self.output_dir.is_dir():
+            for path in self.output_dir.iterdir():
+                if path.name.startswith(CHECKPOINT_PREFIX) and path.name.endswith(_PARTIAL_SUFFIXES):
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+        return removed
+
+    def save(self, accelerator, state: TrainingState, extra_files: dict[str, str] | None = None) -> Path:
+        """Save the accelerator's state plus ``state`` as ``checkpoint-{state.global_step}``; call on every process.
+
+        Returns the final path. Rotates old checkpoints when a limit is set.
+        """
+        final = self.output_dir / f"{CHECKPOINT_PREFIX}{state.global_step}"
+        temporary = final.with_name(final.name + ".tmp")
+        if accelerator.is_main_process:
+            shutil.rmtree(temporary, ignore_errors=True)
+            temporary.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(temporary))
+        accelerator.wait_for_everyone()  # every process has written its RNG state
+        if accelerator.is_main_process:
+            for name, text in (extra_files or {}).items():
+                (temporary / name).write_text(text, encoding="utf-8")
+            (temporary / TRAINING_STATE_FILE).write_text(state.to_json(), encoding="utf-8")
+            _fsync_tree(temporary)
+            if final.exists():  # the same step saved before (e.g. a restarted run): replace it
+                self._discard(final)
+            os.replace(temporary, final)
+            _fsync_dir(self.output_dir)
+            self.rotate()
+        accelerator.wait_for_everyone()
+        return final
+
+    def rotate(self) -> list[Path]:
+        """Delete the oldest complete checkpoints beyond ``total_limit``; returns the deleted paths."""
+        if self.total_limit is None:
+            return []
+        complete = self.complete()
+        excess = complete[: max(0, len(complete) - self.total_limit)]
+        for path in excess:
+            self._discard(path)
+        if excess:
+            logger.info("removed %d old checkpoint(s): %s", len(excess), ", ".join(p.name for p in excess))
+        return excess
+
+    @staticmethod
+    def _discard(path: Path) -> None:
+        trash = path.with_name(path.name + ".trash")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def load_training_state(checkpoint: str | os.PathLike) -> TrainingState:
+    return TrainingState.from_json((Path(checkpoint) / TRAINING_STATE_FILE).read_text(encoding="utf-8"))
+
+
+def warn_on_run_mismatch(saved: dict, current: dict) -> list[str]:
+    """Settings that differ between the checkpoint's run and this one (they break exact resumption); logged."""
+    differences = [f"{k}: {saved[k]!r} -> {current.get(k)!r}" for k in sorted(saved) if saved[k] != current.get(k)]
+    if differences:
+        logger.warning("resuming with different settings; the run will not be exact: %s", "; ".join(differences))
+    return differences
+
+
+# ======================================================================================================
+# Loop helpers
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and what was saved."""
+
+
+class TimeBudget:
+    """Wall-clock budget of this invocation, in minutes (None: unlimited)."""
+
+    def __init__(self, minutes: float | None):
+        self.seconds = None if minutes is None else minutes * 60.0
+        self.start = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def exceeded(self) -> bool:
+        return self.seconds is not None and self.elapsed() >= self.seconds
+
+
+class Throughput:
+    """Images per second between two calls of `rate`."""
+
+    def __init__(self):
+        self.last_time = time.perf_counter()
+        self.images = 0
+
+    def add(self, images: int) -> None:
+        self.images += images
+
+    def rate(self) -> float:
+        now = time.perf_counter()
+        rate = self.images / max(now - self.last_time, 1e-9)
+        self.last_time, self.images = now, 0
+        return rate
+
+
+def stop_signals(accelerator, loss: torch.Tensor, over_budget: bool) -> tuple[torch.Tensor, bool, bool]:
+    """One gather per micro-batch: every process's loss and budget flag.
+
+    Returns (losses (num_processes,), any loss non-finite, any process over budget), the same on every process,
+    so all of them stop at the same step.
+    """
+    local = torch.stack([loss.detach().float().reshape(()), torch.tensor(float(over_budget), device=loss.device)])
+    gathered = accelerator.gather(local[None]).reshape(-1, 2)
+    losses = gathered[:, 0]
+    return losses, not bool(torch.isfinite(losses).all()), bool(gathered[:, 1].any())
+
+
+def dataloader_kwargs(args: argparse.Namespace, *, pin_memory: bool, persistent: bool = True) -> dict:
+    """Worker settings shared by the training DataLoaders (workers kept across epochs when ``persistent``)."""
+    workers = args.dataloader_num_workers
+    kwargs = {"num_workers": workers, "pin_memory": pin_memory}
+    if workers > 0:
+        kwargs.update(persistent_workers=persistent, prefetch_factor=4)
+    return kwargs
+
+
+# ======================================================================================================
+# Labeled pairs (fine-tuning)
+
+
+class HarmonizationTrainingPairs(torch.utils.data.Dataset):
+    """`lemart_hf.data.load_iharmony4` rows -> random training crops, keyed like `lemart_hf.data.photos.PhotoDataset`.
+
+    ``dataset[key]`` reads row ``key % len(dataset)`` and applies ONE random resized crop and flip to its composite,
+    mask and real image alike (`lemart_hf.data.random_resized_crop_flip`, drawn from a generator keyed by
+    ``(seed, key)``), resized to ``resolution``; the mask is then thresholded at 0.5 (binary, as the default
+    evaluation protocol has it). Returns ``{"composite" (3, R, R), "mask" (1, R, R), "real" (3, R, R)`` float in
+    [0, 1], ``"key"}``. Use it with `lemart_hf.data.photos.EpochShuffleSampler` for exact resumption.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        resolution: int,
+        *,
+        seed: int = 0,
+        crop_scale: tuple[float, float] = (0.5, 1.0),
+        hflip: bool = True,
+        binary_mask: bool = True,
+    ):
+        if len(dataset) == 0:
+            raise ValueError("no training pairs")
+        self.dataset = dataset
+        self.resolution = resolution
+        self.seed = seed
+        self.crop_scale = tuple(crop_scale)
+        self.hflip = hflip
+        self.binary_mask = binary_mask
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int) -> dict:
+        from .data.iharmony4 import example_to_tensors, random_resized_crop_flip
+        from .data.photos import keyed_generator
+
+        key = int(key)
+        tensors = example_to_tensors(self.dataset[key % len(self)])
+        tensors = random_resized_crop_flip(
+            tensors,
+            (self.resolution, self.resolution),
+            scale=self.crop_scale,
+            hflip_p=0.5 if self.hflip else 0.0,
+            generator=keyed_generator(self.seed, key),
+        )
+        mask = (tensors["mask"] > 0.5).float() if self.binary_mask else tensors["mask"].clamp(0, 1)
+        return {"composite": tensors["composite"].clamp(0, 1), "mask": mask, "real": tensors["real"].clamp(0, 1), "key": key}
+
+
+def collate_pairs(samples: list[dict]) -> dict[str, torch.Tensor]:
+    """`HarmonizationTrainingPairs` samples -> ``{"pixel_values" (B, 4, R, R), "labels" (B, 3, R, R), "mask", "key"}``."""
+    composite = torch.stack([s["composite"] for s in samples])
+    mask = torch.stack([s["mask"] for s in samples])
+    return {
+        "pixel_values": torch.cat([composite, mask], dim=1),
+        "labels": torch.stack([s["real"] for s in samples]),
+        "mask": mask,
+        "key": torch.tensor([s["key"] for s in samples], dtype=torch.long),
+    }
+
+
+# ======================================================================================================
+# Sample grids
+
+
+def make_sample_grid(
+    composite: torch.Tensor,
+    mask: torch.Tensor,
+    prediction: torch.Tensor,
+    original: torch.Tensor,
+    *,
+    max_rows: int = 4,
+    header: bool = True,
+):
+    """One PIL image: a row per example with the columns composite | mask | prediction | original.
+
+    Args:
+        composite, prediction, original: (B, 3, H, W) in [0, 1].
+        mask: (B, 1, H, W) in [0, 1].
+        max_rows: the first ``max_rows`` examples.
+        header: a strip naming the columns (when the tiles are at least 48 pixels wide).
+    """
+    from PIL import Image, ImageDraw
+
+    rows = min(max_rows, composite.shape[0])
+    tiles = [composite[:rows], mask[:rows].expand(-1, 3, -1, -1), prediction[:rows], original[:rows]]
+    tiles = [t.detach().float().cpu().clamp(0, 1) for t in tiles]
+    _, _, height, width = tiles[0].shape
+    gap = 2
+    grid = torch.ones(3, rows * height + (rows - 1) * gap, 4 * width + 3 * gap)
+    for column, tile in enumerate(tiles):
+        for row in range(rows):
+            top, left = row * (height + gap), column * (width + gap)
+            grid[:, top : top + height, left : left + width] = tile[row]
+    image = Image.fromarray((grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    if not header or width < 48:
+        return image
+    strip = 14
+    framed = Image.new("RGB", (image.width, image.height + strip), "white")
+    framed.paste(image, (0, strip))
+    draw = ImageDraw.Draw(framed)
+    for column, label in enumerate(("composite", "mask", "prediction", "original")):
+        draw.text((column * (width + gap) + 2, 1), label, fill=(0, 0, 0))
+    return framed
+
+
+def log_sample_grid(accelerator, grid, step: int, tag: str = "samples") -> None:
+    """Send a grid (PIL image) to the trackers that take images (tensorboard, wandb); main process only."""
+    array = np.asarray(grid)
+    for tracker in accelerator.trackers:
+        try:
+            if tracker.name == "tensorboard":
+                tracker.writer.add_image(tag, array, step, dataformats="HWC")
+            elif hasattr(tracker, "log_images"):
+                tracker.log_images({tag: [array]}, step=step)
+        except Exception as error:  # a tracker that cannot take images must not stop training
+            logger.warning("could not log images to %s: %s", tracker.name, error)
+
+
+def save_sample_grid(grid, output_dir: str | os.PathLike, step: int) -> Path:
+    folder = Path(output_dir) / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{step:07d}.png"
+    grid.save(path)
+    return path
+
+
+# ======================================================================================================
+# Final model, model card, Hub
+
+
+def command_line(script: str) -> str:
+    """The command that started this run, as one would type it."""
+    return "accelerate launch " + shlex.join([script, *sys.argv[1:]])
+
+
+def save_final_model(accelerator, model, image_processor, output_dir: str | os.PathLike, files: dict | None = None) -> None:
+    """`save_pretrained` of the unwrapped model and the image processor, plus extra files (README.md, ...).
+
+    Written into a temporary folder first, then moved file by file into ``output_dir``, so a kill leaves either
+    the previous or the new version of each file. Main process only (call on every process).
+    """
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        output_dir = Path(output_dir)
+        staging = output_dir / ".final.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.save_pretrained(staging, safe_serialization=True)
+        image_processor.save_pretrained(staging)
+        for name, content in (files or {}).items():
+            target = staging / name
+            if isinstance(content, (bytes, bytearray)):
+                target.write_bytes(content)
+            elif isinstance(content, Path):
+                shutil.copyfile(content, target)
+            else:
+                target.write_text(content, encoding="utf-8")
+        names = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file())
+        # README.md last: a folder with the new card has every other new file.
+        names.sort(key=lambda p: str(p) == "README.md")
+        for name in names:
+            (output_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, output_dir / name)
+        shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+@dataclasses.dataclass
+class CardMetric:
+    """One model-index entry: a metric on a dataset."""
+
+    name: str  # e.g. "PSNR"
+    type: str  # e.g. "psnr"
+    value: float
+    dataset_name: str
+    dataset_type: str
+    dataset_split: str | None = None
+    dataset_config: str | None = None  # e.g. the subset; entries differing only in name would be merged
+
+
+def model_card(
+    *,
+    model_name: str,
+    summary: str,
+    metrics: Sequence[CardMetric],
+    recipe: dict,
+    command: str,
+    results_markdown: str = "",
+    base_model: str | None = None,
+    datasets: Sequence[str] = (),
+    extra_tags: Iterable[str] = (),
+    sample_image: str | None = None,
+) -> str:
+    """README.md text: YAML front matter (library_name, tags, pipeline_tag, model-index with ``metrics``) and a body
+    with the summary, results, training recipe, the exact command and how to load the model."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    base_model = base_model if base_model and not os.path.isdir(base_model) else None
+    eval_results = [
+        EvalResult(
+            task_type="image-to-image",
+            task_name="Image Harmonization",
+            dataset_type=m.dataset_type,
+            dataset_name=m.dataset_name,
+            dataset_split=m.dataset_split,
+            dataset_config=m.dataset_config,
+            metric_type=m.type,
+            metric_name=m.name,
+            metric_value=round(float(m.value), 4),
+        )
+        for m in metrics
+        if m.value is not None and math.isfinite(m.value)
+    ]
+    tags = list(dict.fromkeys(["image-harmonization", "lemart", "swinih", "lemart_hf", *extra_tags]))
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-to-image",
+        tags=tags,
+        base_model=base_model,
+        datasets=list(datasets) or None,
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+    recipe_rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in recipe.items())
+    sections = [
+        f"---\n{card_data.to_yaml()}\n---\n",
+        f"# {model_name}\n",
+        summary.strip() + "\n",
+    ]
+    if results_markdown:
+        sections.append("## Results\n\n" + results_markdown.strip() + "\n")
+    if sample_image:
+        sections.append(
+            "## Samples\n\nColumns: composite | mask | prediction | original.\n\n" f"![samples]({sample_image})\n"
+        )
+    sections += [
+        "## Usage\n\n"
+        "```python\n"
+        "import lemart_hf  # registers the model with the Auto classes\n"
+        "from transformers import AutoImageProcessor, AutoModelForImageToImage\n\n"
+        f'model = AutoModelForImageToImage.from_pretrained("{model_name}")\n'
+        f'processor = AutoImageProcessor.from_pretrained("{model_name}")\n'
+        "inputs = processor(images=composite, masks=mask)  # PIL / numpy / torch; mask 1 = foreground\n"
+        "outputs = model(pixel_values=inputs['pixel_values'])\n"
+        "harmonized = processor.post_process_harmonization(outputs, target_sizes=inputs['original_sizes'])[0]\n"
+        "```\n\n"
+        "Without lemart_hf installed, pass `trust_remote_code=True` (the model code is saved next to the weights).\n",
+        "## Training recipe\n\n| setting | value |\n| --- | --- |\n" + recipe_rows + "\n",
+        "## Command\n\n```bash\n" + command + "\n```\n",
+        "## Citation\n\n"
+        "```bibtex\n"
+        "@inproceedings{liu2023lemart,\n"
+        "  title     = {LEMaRT: Label-Efficient Masked Region Transform for Image Harmonization},\n"
+        "  author    = {Liu, Sheng and Huynh, Cong Phuoc and Chen, Cong and Arap, Maxim and Hamid, Raffay},\n"
+        "  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},\n"
+        "  year      = {2023}\n"
+        "}\n"
+        "```\n",
+    ]
+    return "\n".join(sections)
+
+
+def default_hub_model_id(args: argparse.Namespace) -> str:
+    return args.hub_model_id or Path(os.path.abspath(args.output_dir)).name
+
+
+def files_to_upload(folder: str | os.PathLike) -> list[str]:
+    """Relative paths `push_folder_to_hub` would upload from ``folder`` (`HUB_IGNORE_PATTERNS` left out)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    folder = Path(folder)
+    paths = sorted(str(p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_file())
+    return list(filter_repo_objects(paths, ignore_patterns=HUB_IGNORE_PATTERNS))
+
+
+def push_folder_to_hub(
+    folder: str | os.PathLike, repo_id: str, *, token: str | None = None, private: bool = False, commit_message: str
+):
+    """`create_repo` (exist_ok) + `upload_folder` of the final model folder, without checkpoints, logs and samples."""
+    from huggingface_hub import create_repo, upload_folder
+
+    repo_id = create_repo(repo_id, exist_ok=True, token=token, private=private).repo_id
+    return upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        commit_message=commit_message,
+        ignore_patterns=HUB_IGNORE_PATTERNS,
+        token=token,
+    )
+
+
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "HUB_IGNORE_PATTERNS",
+    "TRAINING_STATE_FILE",
+    "CardMetric",
+    "CheckpointManager",
+    "HarmonizationTrainingPairs",
+    "NonFiniteLossError",
+    "Throughput",
+    "TimeBudget",
+    "TrainingState",
+    "add_checkpointing_arguments",
+    "add_hub_arguments",
+    "add_logging_arguments",
+    "add_model_arguments",
+    "add_training_arguments",
+    "build_optimizer",
+    "build_scheduler",
+    "check_training_arguments",
+    "checkpoint_step",
+    "collate_pairs",
+    "command_line",
+    "dataloader_kwargs",
+    "default_hub_model_id",
+    "effective_learning_rate",
+    "files_to_upload",
+    "is_complete_checkpoint",
+    "load_model",
+    "load_training_state",
+    "log_sample_grid",
+    "make_accelerator",
+    "make_sample_grid",
+    "model_card",
+    "push_folder_to_hub",
+    "resolve_model_config",
+    "resolve_report_to",
+    "save_final_model",
+    "save_sample_grid",
+    "seed_for_step",
+    "step_seed",
+    "stop_signals",
+    "warmup_steps",
+    "warn_on_run_mismatch",
+]

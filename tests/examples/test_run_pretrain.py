@@ -1,0 +1,213 @@
+"""examples/run_pretrain.py end to end on tiny data: accelerate launch with 1 and 2 processes, exact resumption
+after a kill, the output folder, the model card, NaN handling and argument errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"example_{Path(name).stem}", EXAMPLES / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+# One process on the CPU, every launch default given (no warning, no accelerate config file needed).
+LAUNCH_1 = ["--num_processes", "1", "--cpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+# Real data parallelism on the CPU: accelerate 1.x runs `--cpu --num_processes 2` as ONE process (its simple
+# launcher); torch.distributed's launcher (`--multi_gpu`) on a machine without GPUs gives 2 gloo processes.
+LAUNCH_2 = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def common_args(tiny_config: str, output_dir: Path) -> list[str]:
+    return [
+        "--model_config", tiny_config, "--resolution", "32", "--train_batch_size", "2", "--logging_steps", "1",
+        "--output_dir", str(output_dir), "--lr_warmup_steps", "1",
+    ]  # fmt: skip
+
+
+def read_front_matter(readme: Path) -> dict:
+    import yaml
+
+    text = readme.read_text()
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_pretrain_end_to_end_with_accelerate_launch(tmp_path, tiny_config, photo_folder, run_example):
+    output_dir = tmp_path / "run"
+    args = common_args(tiny_config, output_dir) + [
+        "--train_dir", str(photo_folder), "--max_train_steps", "4", "--checkpointing_steps", "1",
+        "--checkpoints_total_limit", "2", "--validation_steps", "2", "--num_validation_composites", "4",
+        "--dataloader_num_workers", "1", "--report_to", "tensorboard",
+    ]  # fmt: skip
+    run_example("run_pretrain.py", args, launcher=LAUNCH_1)
+
+    # Checkpoints: every step, the two newest kept, all complete, no leftovers.
+    assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    state = json.loads((output_dir / "checkpoint-4" / "training_state.json").read_text())
+    assert state["global_step"] == 4 and state["micro_step"] == 4 and state["images_seen"] == 8
+
+    # The final folder loads with the model class and the Auto classes.
+    import lemart_hf  # noqa: F401  (registers the Auto classes)
+    from transformers import AutoImageProcessor, AutoModelForImageToImage
+
+    from lemart_hf import SwinIHForHarmonization
+
+    model = SwinIHForHarmonization.from_pretrained(output_dir).eval()
+    auto_model = AutoModelForImageToImage.from_pretrained(output_dir)
+    processor = AutoImageProcessor.from_pretrained(output_dir)
+    assert type(auto_model) is SwinIHForHarmonization
+    assert processor.size == {"height": 32, "width": 32}
+    inputs = processor(images=torch.rand(3, 40, 50), masks=torch.ones(1, 40, 50))
+    with torch.no_grad():
+        assert model(pixel_values=inputs["pixel_values"]).harmonized.shape == (1, 3, 32, 32)
+
+    # Model card: front matter with the model-index and validation metrics, the exact command.
+    meta = read_front_matter(output_dir / "README.md")
+    assert meta["pipeline_tag"] == "image-to-image" and meta["library_name"] == "transformers"
+    assert {"image-harmonization", "lemart"} <= set(meta["tags"])
+    metrics = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    assert set(metrics) == {"psnr", "fpsnr", "mse", "fmse"} and all(v == v for v in metrics.values())
+    card = (output_dir / "README.md").read_text()
+    assert "examples/run_pretrain.py" in card and "--max_train_steps 4" in card
+
+    # Sample grids: composite | mask | prediction | original, 4 tiles wide.
+    assert sorted(p.name for p in (output_dir / "samples").iterdir()) == ["step-0000002.png", "step-0000004.png"]
+    grid = Image.open(output_dir / "sample_grid.png")
+    assert grid.size == (4 * 32 + 3 * 2, 4 * 32 + 3 * 2)
+
+    results = json.loads((output_dir / "train_results.json").read_text())
+    assert results["global_step"] == 4 and results["validation"]["step"] == 4
+    assert list((output_dir / "logs").rglob("events.out.tfevents*")), "no tensorboard log"
+
+    # What --push_to_hub would upload: the final folder without checkpoints, logs or intermediate samples.
+    from lemart_hf.training import files_to_upload
+
+    uploaded = files_to_upload(output_dir)
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "sample_grid.png"} <= set(uploaded)
+    assert not [f for f in uploaded if f.startswith(("checkpoint-", "logs/", "samples/"))]
+
+
+def test_pretrain_two_processes_on_the_embedded_photos(tmp_path, tiny_config, run_example):
+    """Real data parallelism (2 gloo processes) on the default data: the photos embedded in the [dev] install."""
+    pytest.importorskip("skimage")
+    output_dir = tmp_path / "ddp"
+    args = common_args(tiny_config, output_dir) + [
+        "--max_train_steps", "3", "--checkpointing_steps", "2", "--validation_steps", "0",
+        "--num_validation_composites", "2", "--dataloader_num_workers", "0", "--report_to", "none",
+    ]  # fmt: skip
+    result = run_example("run_pretrain.py", args, launcher=LAUNCH_2)
+    assert "Num processes: 2" in result.stderr + result.stdout
+    assert sorted(p.name for p in (output_dir / "checkpoint-2").glob("random_states_*")) == [
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    ]
+    summary = json.loads((output_dir / "train_results.json").read_text())
+    assert summary["num_processes"] == 2 and summary["images_seen"] == 3 * 2 * 2
+    from lemart_hf import SwinIHForHarmonization
+
+    SwinIHForHarmonization.from_pretrained(output_dir)
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, tiny_config, photo_folder, example_env, run_in_process):
+    """Kill -9 right after the first checkpoint (mid-epoch), resume with `latest`: bit-identical final weights.
+
+    8 training photos, batch 2, accumulation 2: an epoch is 2 optimizer steps, so checkpoint-3 is mid-epoch. The
+    data are read by a worker process; stochastic depth is on; crops, order and composites are random. The killed
+    run is a real process; the resumed and the reference runs run in this process (same single thread).
+    """
+
+    def args(output_dir):
+        return common_args(tiny_config, output_dir) + [
+            "--train_dir", str(photo_folder), "--max_train_steps", "12", "--gradient_accumulation_steps", "2",
+            "--checkpointing_steps", "3", "--validation_steps", "0", "--num_validation_composites", "2",
+            "--dataloader_num_workers", "1", "--report_to", "none",
+        ]  # fmt: skip
+
+    uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    command = [sys.executable, str(EXAMPLES / "run_pretrain.py"), *args(interrupted)]
+    process = subprocess.Popen(command, cwd=ROOT, env=example_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not (interrupted / "checkpoint-3" / "training_state.json").is_file():
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint-3 within 4 minutes"
+            time.sleep(0.01)
+        process.kill()
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not (interrupted / "model.safetensors").exists(), "the run finished before it was killed"
+    killed_at = max(int(p.name.split("-")[1]) for p in interrupted.glob("checkpoint-*") if p.name[11:].isdigit())
+
+    summary = run_in_process("run_pretrain.py", args(interrupted) + ["--resume_from_checkpoint", "latest"])
+    run_in_process("run_pretrain.py", args(uninterrupted))
+
+    resumed = load_file(interrupted / "model.safetensors")
+    reference = load_file(uninterrupted / "model.safetensors")
+    assert resumed.keys() == reference.keys()
+    different = [name for name in reference if not torch.equal(resumed[name], reference[name])]
+    assert not different, f"resumed from step {killed_at}: {len(different)} tensors differ, e.g. {different[:3]}"
+    assert not list(interrupted.glob("checkpoint-*.tmp"))
+    assert summary["global_step"] == 12 and summary["images_seen"] == 12 * 2 * 2
+
+
+def test_nan_loss_stops_with_a_clear_message_after_saving(tmp_path, tiny_config, photo_folder, run_in_process):
+    output_dir = tmp_path / "nan"
+    args = common_args(tiny_config, output_dir) + [
+        "--train_dir", str(photo_folder), "--max_train_steps", "6", "--learning_rate", "1e30", "--max_grad_norm", "0",
+        "--lr_warmup_steps", "0", "--dataloader_num_workers", "0", "--report_to", "none", "--validation_steps", "0",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as error:
+        run_in_process("run_pretrain.py", args)
+    message = str(error.value.code)
+    assert "the loss is nan" in message or "the loss is inf" in message
+    assert "at step" in message and "--resume_from_checkpoint" in message
+    saved = sorted(output_dir.glob("checkpoint-*"))
+    assert len(saved) == 1 and (saved[0] / "training_state.json").is_file() and saved[0].name in message
+    assert not (output_dir / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--train_dir", "/no/such/folder"], "--train_dir '/no/such/folder' is not a directory"),
+        (["--model_config", "swinih-huge"], "neither a SwinIH preset"),
+        (["--streaming"], "--streaming needs --dataset_name"),
+        (["--train_dir", ".", "--dataset_name", "x"], "not both"),
+        (["--mask_ratio", "1.5"], "--mask_ratio must be in [0, 1]"),
+        (["--mask_strategy", "zigzag"], "invalid choice: 'zigzag'"),
+        (["--resume_from_checkpoint", "/no/checkpoint-3"], "is not a complete checkpoint folder"),
+        (["--max_train_steps", "0"], "--max_train_steps must be >= 1"),
+    ],
+)
+def test_bad_arguments_give_clear_errors(argv, message, capsys):
+    run_pretrain = load_script("run_pretrain.py")
+    with pytest.raises(SystemExit) as error:
+        run_pretrain.parse_args(argv)
+    assert error.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_empty_image_folder_is_reported(tmp_path, tiny_config):
+    (tmp_path / "empty").mkdir()
+    run_pretrain = load_script("run_pretrain.py")
+    args = run_pretrain.parse_args(["--train_dir", str(tmp_path / "empty"), "--model_config", tiny_config])
+    with pytest.raises(ValueError, match="no images"):
+        run_pretrain.build_datasets(args)
