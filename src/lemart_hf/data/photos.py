@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,26 +20,48 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from ..lemart.image_loading import IMAGE_EXTENSIONS, UNREADABLE_IMAGE_ERRORS, SkippedImageWarning, to_rgb_image
 
 # Distinguishes the crop stream from other streams mixed from the same (seed, number) pairs.
 _CROP_STREAM = 0x5EED_C409
 
 
-def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[str]:
-    """Sorted paths of the image files (by extension) under ``folder``.
+def list_images(folder: str | os.PathLike, recursive: bool = True, verify: bool = True) -> list[str]:
+    """Sorted paths of the image files (by extension, `IMAGE_EXTENSIONS`) under ``folder``.
+
+    With ``verify``, every file is decoded once (JPEGs at 1/8 scale, which still reads all the data) and the
+    unreadable ones are left out with one `SkippedImageWarning`, so a corrupt file cannot stop a long run.
 
     Raises:
         FileNotFoundError: ``folder`` is not a directory.
-        ValueError: it holds no image file.
+        ValueError: it holds no (readable) image file.
     """
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {str(folder)!r} is not a directory")
     pattern = "**/*" if recursive else "*"
     paths = sorted(str(p) for p in root.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if verify:
+        readable, failures = [], []
+        for path in paths:
+            try:
+                with Image.open(path) as image:
+                    image.draft(None, (max(1, image.width // 8), max(1, image.height // 8)))
+                    image.load()
+                readable.append(path)
+            except UNREADABLE_IMAGE_ERRORS as error:
+                failures.append(f"{os.path.relpath(path, root)} ({type(error).__name__}: {error})")
+        if failures:
+            warnings.warn(
+                f"skipped {len(failures)} of {len(paths)} unreadable image files under {str(root)!r}: "
+                + "; ".join(failures[:5])
+                + (" ..." if len(failures) > 5 else ""),
+                SkippedImageWarning,
+                stacklevel=2,
+            )
+        paths = readable
     if not paths:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {str(folder)!r}")
+        raise ValueError(f"no readable images ({', '.join(IMAGE_EXTENSIONS)}) found under {str(folder)!r}")
     return paths
 
 
@@ -96,20 +119,19 @@ def load_crop(
 
 
 def _crop_opened(image: Image.Image, resolution: int, scale, hflip: bool, generator) -> torch.Tensor:
+    upright = image.getexif().get(0x0112, 1) in (0, 1)
+    if not upright:  # EXIF rotation: crop the photo as it is meant to be seen (decoded in full)
+        image = ImageOps.exif_transpose(image)
     left, top, side = square_crop_box(*image.size, scale, generator)
     flip = bool(hflip and generator is not None and torch.rand((), generator=generator) < 0.5)
-    oriented = image.getexif().get(0x0112, 1) if hasattr(image, "getexif") else 1
-    if oriented != 1:
-        # The EXIF rotation changes the geometry: decode fully, rotate, and redraw the box in the upright image.
-        image = ImageOps.exif_transpose(image)
-        left, top, side = _refit_box(image.size, left, top, side)
-    elif image.format == "JPEG" and side >= 2 * resolution:
+    if upright and image.format == "JPEG" and side >= 2 * resolution:
         full_width = image.size[0]
         image.draft("RGB", (max(1, image.size[0] * resolution // side), max(1, image.size[1] * resolution // side)))
         factor = image.size[0] / full_width
         left, top, side = (round(v * factor) for v in (left, top, side))
         left, top, side = _refit_box(image.size, left, top, side)
-    image = image.convert("RGB")
+    # RGB / L / P convert directly; other modes (16-bit, float, transparency, CMYK) as lemart_hf.lemart does.
+    image = image.convert("RGB") if image.mode in ("RGB", "L", "P") and "transparency" not in image.info else to_rgb_image(image)
     crop = image.resize((resolution, resolution), Image.BILINEAR, box=(left, top, left + side, top + side))
     if flip:
         crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
@@ -182,7 +204,7 @@ class PhotoDataset(torch.utils.data.Dataset):
         source = self.source(key % len(self))
         try:
             pixels = load_crop(source, self.resolution, scale=self.crop_scale, hflip=self.hflip, generator=generator)
-        except (OSError, ValueError, SyntaxError) as error:
+        except UNREADABLE_IMAGE_ERRORS as error:
             where = source if isinstance(source, str) else (source.get("path") if isinstance(source, dict) else "?")
             raise ValueError(f"cannot read photo {key % len(self)} ({where}): {error}") from error
         return {"pixel_values": pixels, "key": key}

@@ -1,0 +1,191 @@
+"""examples/run_finetune.py end to end on a tiny iHarmony4-layout tree: accelerate launch, a pre-trained start,
+the label fraction, the final evaluation in the model card (numbers equal to run_eval.py's), exact resumption,
+the Hub upload up to the network call, and argument errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+LAUNCH_1 = ["--num_processes", "1", "--cpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"example_{Path(name).stem}", EXAMPLES / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def common_args(root: Path, output_dir: Path) -> list[str]:
+    return [
+        "--data_dir", str(root), "--resolution", "32", "--train_batch_size", "2", "--eval_batch_size", "4",
+        "--logging_steps", "1", "--output_dir", str(output_dir), "--report_to", "none", "--lr_warmup_steps", "1",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, tiny_config) -> Path:
+    """A 'pre-trained' tiny model folder, as run_pretrain.py writes it (random weights suffice here)."""
+    from lemart_hf import SwinIHForHarmonization, SwinIHImageProcessor
+    from lemart_hf.training import resolve_model_config
+
+    folder = tmp_path_factory.mktemp("pretrained")
+    torch.manual_seed(0)
+    SwinIHForHarmonization(resolve_model_config(tiny_config)).save_pretrained(folder)
+    SwinIHImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def test_finetune_end_to_end_with_accelerate_launch(tmp_path, iharmony4_root, pretrained, run_example):
+    output_dir = tmp_path / "finetune"
+    args = common_args(iharmony4_root, output_dir) + [
+        "--model_name_or_path", str(pretrained), "--train_fraction", "50%", "--max_train_steps", "3",
+        "--checkpointing_steps", "2", "--validation_steps", "2", "--validation_max_samples", "2",
+        "--dataloader_num_workers", "1",
+    ]  # fmt: skip
+    run_example("run_finetune.py", args, launcher=LAUNCH_1)
+
+    state = json.loads((output_dir / "checkpoint-2" / "training_state.json").read_text())
+    assert state["run"]["train_pairs"] == 4  # 50% of the 8 training pairs
+    import lemart_hf  # noqa: F401
+    from transformers import AutoModelForImageToImage
+
+    model = AutoModelForImageToImage.from_pretrained(output_dir)
+    assert model.config.loss_type == "fn_mse"
+
+    # The final evaluation: all 4 test pairs, in eval_results.json and in the model card's model-index.
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    assert results["table"]["All"]["images"] == 4
+    card = (output_dir / "README.md").read_text()
+    import yaml
+
+    meta = yaml.safe_load(card.split("---\n")[1])
+    entry = meta["model-index"][0]["results"][0]
+    assert entry["dataset"]["split"] == "test" and entry["dataset"]["name"].startswith("HTiny")
+    metrics = {m["type"]: m["value"] for m in entry["metrics"]}
+    assert metrics["psnr"] == pytest.approx(results["table"]["All"]["psnr"], abs=1e-3)
+    assert "| **All** | 4 |" in card and "fine-tuned from the pre-trained model" in card
+    assert "base_model" not in meta  # a local folder is no Hub model id
+    assert (output_dir / "samples" / "step-0000002.png").is_file() and (output_dir / "sample_grid.png").is_file()
+
+    # The same numbers as examples/run_eval.py on the saved model.
+    run_eval = load_script("run_eval.py")
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        run_eval.main(["--data_dir", str(iharmony4_root), "--model", str(output_dir), "--output_dir", str(tmp_path / "eval"), "--num_workers", "0"])
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert evaluated["table"]["All"]["psnr"] == pytest.approx(results["table"]["All"]["psnr"], abs=1e-4)
+
+
+def test_resumed_finetuning_equals_uninterrupted(tmp_path, iharmony4_root, tiny_config, run_in_process):
+    """From scratch; 8 pairs, batch 2: checkpoint-3 is mid-epoch. Resuming from it gives identical weights."""
+
+    def args(output_dir, steps):
+        return common_args(iharmony4_root, output_dir) + [
+            "--model_config", tiny_config, "--max_train_steps", steps, "--checkpointing_steps", "3",
+            "--validation_steps", "0", "--dataloader_num_workers", "0", "--skip_final_evaluation",
+        ]  # fmt: skip
+
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    run_in_process("run_finetune.py", args(reference, "6"))
+    # The resumed run starts from the reference run's checkpoint-3 (as if it had been killed right after it).
+    resumed.mkdir()
+    import shutil
+
+    shutil.copytree(reference / "checkpoint-3", resumed / "checkpoint-3")
+    run_in_process("run_finetune.py", args(resumed, "6") + ["--resume_from_checkpoint", str(resumed / "checkpoint-3")])
+    a, b = load_file(reference / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_push_to_hub_uploads_the_final_folder(tmp_path, iharmony4_root, tiny_config, run_in_process, monkeypatch):
+    """Everything up to the network call: the repository and the folder that would be uploaded."""
+    import huggingface_hub
+
+    calls = {}
+
+    class Repo:
+        repo_id = "user/tiny-harmonizer"
+
+    def fake_create_repo(repo_id, **kwargs):
+        calls["create_repo"] = (repo_id, kwargs)
+        return Repo()
+
+    def fake_upload_folder(**kwargs):
+        from lemart_hf.training import files_to_upload
+
+        calls["upload_folder"] = kwargs
+        calls["files"] = files_to_upload(kwargs["folder_path"])
+
+    monkeypatch.setattr(huggingface_hub, "create_repo", fake_create_repo)
+    monkeypatch.setattr(huggingface_hub, "upload_folder", fake_upload_folder)
+    output_dir = tmp_path / "tiny-harmonizer"
+    run_in_process(
+        "run_finetune.py",
+        common_args(iharmony4_root, output_dir)
+        + ["--model_config", tiny_config, "--max_train_steps", "2", "--checkpointing_steps", "1", "--validation_steps", "0",
+           "--dataloader_num_workers", "0", "--push_to_hub", "--hub_token", "hf_x", "--max_eval_samples", "2"],  # fmt: skip
+    )
+    assert calls["create_repo"] == ("tiny-harmonizer", {"exist_ok": True, "token": "hf_x", "private": False})
+    upload = calls["upload_folder"]
+    assert upload["repo_id"] == "user/tiny-harmonizer" and Path(upload["folder_path"]) == output_dir
+    files = set(calls["files"])
+    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "eval_results.json"} <= files
+    assert {"modeling_swinih.py", "configuration_swinih.py"} <= files  # remote code: loads without lemart_hf
+    assert not [f for f in files if f.startswith(("checkpoint-", "logs/", "samples/"))]
+    assert (output_dir / "checkpoint-2").is_dir()  # kept locally, not uploaded
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--train_fraction", "0"], "argument --train_fraction: must be in (0, 1]"),
+        (["--train_fraction", "150%"], "argument --train_fraction: must be in (0, 1]"),
+        (["--train_fraction", "ten"], "expected a fraction like 0.1"),
+        (["--subsets", "HCOCO"], "--subsets ['HCOCO'] not found"),
+        (["--model_config", "swinih-huge"], "neither a SwinIH preset"),
+        (["--model_name_or_path", "./no/such/model"], "is not a directory"),
+    ],
+)
+def test_bad_arguments_give_clear_errors(extra, message, iharmony4_root, tmp_path, capsys):
+    run_finetune = load_script("run_finetune.py")
+    with pytest.raises(SystemExit) as error:
+        run_finetune.parse_args(common_args(iharmony4_root, tmp_path) + extra)
+    assert error.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
+    run_finetune = load_script("run_finetune.py")
+    with pytest.raises(SystemExit):
+        run_finetune.parse_args(["--data_dir", str(tmp_path / "nowhere")])
+    assert "is not a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_finetune.parse_args(["--data_dir", str(tmp_path)])
+    assert "holds no iHarmony4-layout subset" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "HOutdoor").is_dir(), reason="../shared/data is not present")
+def test_finetune_on_shared_houtdoor_smoke(tmp_path, shared_data, tiny_config, run_in_process):
+    """Two steps on 1% of the real HOutdoor labels, scored on 4 test pairs per subset."""
+    summary = run_in_process(
+        "run_finetune.py",
+        common_args(shared_data, tmp_path / "houtdoor")
+        + ["--subsets", "HOutdoor", "--model_config", tiny_config, "--train_fraction", "1%", "--max_train_steps", "2",
+           "--validation_steps", "0", "--max_eval_samples", "4", "--dataloader_num_workers", "0"],  # fmt: skip
+    )
+    assert summary["train_pairs"] == 9  # round(1% of 878)
+    assert summary["test"]["All"]["images"] == 4

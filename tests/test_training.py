@@ -1,0 +1,302 @@
+"""lemart_hf.training and lemart_hf.data.photos: the pieces the example scripts are built from."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lemart_hf.data.photos import EpochShuffleSampler, PhotoDataset, collate_photos, list_images, load_crop
+from lemart_hf.lemart import SkippedImageWarning
+from lemart_hf.training import (
+    TRAINING_STATE_FILE,
+    CardMetric,
+    CheckpointManager,
+    HarmonizationTrainingPairs,
+    TrainingState,
+    build_optimizer,
+    checkpoint_step,
+    collate_pairs,
+    files_to_upload,
+    is_complete_checkpoint,
+    make_sample_grid,
+    model_card,
+    resolve_model_config,
+    resolve_report_to,
+    step_seed,
+)
+
+
+class FakeAccelerator:
+    """What CheckpointManager uses of an Accelerator: one process that writes a small state."""
+
+    is_main_process = True
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+
+    def wait_for_everyone(self):
+        pass
+
+    def save_state(self, output_dir):
+        (Path(output_dir) / "model.safetensors").write_bytes(b"weights")
+        if self.fail:
+            raise KeyboardInterrupt("killed while saving")
+        (Path(output_dir) / "optimizer.bin").write_bytes(b"state")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def test_checkpoints_are_atomic_rotated_and_resolved(tmp_path):
+    manager = CheckpointManager(tmp_path, total_limit=2)
+    for step in (1, 2, 3):
+        path = manager.save(FakeAccelerator(), TrainingState(global_step=step, epoch=0, batches_in_epoch=step))
+        assert path == tmp_path / f"checkpoint-{step}" and is_complete_checkpoint(path)
+    assert [p.name for p in manager.complete()] == ["checkpoint-2", "checkpoint-3"]  # checkpoint-1 rotated out
+    assert manager.resolve("latest") == tmp_path / "checkpoint-3"
+    assert manager.resolve(str(tmp_path / "checkpoint-2")) == tmp_path / "checkpoint-2"
+    assert manager.resolve(None) is None
+    state = TrainingState.from_json((tmp_path / "checkpoint-3" / TRAINING_STATE_FILE).read_text())
+    assert state.global_step == 3 and state.batches_in_epoch == 3
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*.trash"))
+
+
+def test_a_kill_during_a_save_leaves_no_checkpoint_that_looks_complete(tmp_path):
+    manager = CheckpointManager(tmp_path)
+    manager.save(FakeAccelerator(), TrainingState(global_step=5))
+    with pytest.raises(KeyboardInterrupt):
+        manager.save(FakeAccelerator(fail=True), TrainingState(global_step=10))
+    assert (tmp_path / "checkpoint-10.tmp").is_dir() and not (tmp_path / "checkpoint-10").exists()
+    assert manager.resolve("latest") == tmp_path / "checkpoint-5"
+    # A folder with the right name but no training state (e.g. half-copied by hand) is not complete either.
+    (tmp_path / "checkpoint-20").mkdir()
+    (tmp_path / "checkpoint-20" / "model.safetensors").write_bytes(b"")
+    assert manager.resolve("latest") == tmp_path / "checkpoint-5"
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        manager.resolve(str(tmp_path / "checkpoint-20"))
+    assert [p.name for p in manager.remove_partial()] == ["checkpoint-10.tmp"]
+    assert checkpoint_step("checkpoint-10.tmp") is None and checkpoint_step("x/checkpoint-7") == 7
+
+
+def test_latest_without_checkpoints_starts_afresh(tmp_path):
+    assert CheckpointManager(tmp_path / "new").resolve("latest") is None
+
+
+def test_saving_a_step_again_replaces_it(tmp_path):
+    manager = CheckpointManager(tmp_path)
+    manager.save(FakeAccelerator(), TrainingState(global_step=4, images_seen=1))
+    manager.save(FakeAccelerator(), TrainingState(global_step=4, images_seen=2))
+    assert json.loads((tmp_path / "checkpoint-4" / TRAINING_STATE_FILE).read_text())["images_seen"] == 2
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reproducibility: samplers, crops, step seeds
+
+
+def test_epoch_shuffle_sampler_is_a_function_of_seed_and_epoch():
+    sampler = EpochShuffleSampler(5, seed=3, repeats=2)
+    sampler.set_epoch(0)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert sorted(first) == list(range(10)) and sorted(second) == list(range(10, 20))
+    assert [k % 10 for k in first] != [k % 10 for k in second]  # reshuffled
+    replay = EpochShuffleSampler(5, seed=3, repeats=2)
+    replay.set_epoch(1)
+    assert list(replay) == second
+    other = EpochShuffleSampler(5, seed=4, repeats=2)
+    other.set_epoch(1)
+    assert list(other) != second
+
+
+def _photo(path: Path, size=(60, 40), seed=0, mode="RGB") -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).convert(mode).save(path)
+    return path
+
+
+def test_photo_crops_depend_only_on_seed_and_key(tmp_path):
+    paths = [str(_photo(tmp_path / f"{i}.png", seed=i)) for i in range(3)]
+    dataset = PhotoDataset(paths, 16, seed=1)
+    assert dataset[7]["pixel_values"].shape == (3, 16, 16) and dataset[7]["pixel_values"].dtype == torch.uint8
+    assert torch.equal(dataset[7]["pixel_values"], PhotoDataset(paths, 16, seed=1)[7]["pixel_values"])
+    assert not torch.equal(dataset[7]["pixel_values"], dataset[4]["pixel_values"])  # same photo, another key
+    assert not torch.equal(dataset[7]["pixel_values"], PhotoDataset(paths, 16, seed=2)[7]["pixel_values"])
+    batch = collate_photos([dataset[k] for k in (0, 5)])
+    assert batch["pixel_values"].shape == (2, 3, 16, 16) and batch["key"].tolist() == [0, 5]
+    # Validation: the centred largest square, no randomness.
+    centred = PhotoDataset(paths, 16, train=False)
+    assert torch.equal(centred[0]["pixel_values"], centred[3]["pixel_values"])
+
+
+def test_photo_dataset_reads_a_datasets_image_column(tmp_path):
+    import datasets
+
+    paths = [str(_photo(tmp_path / f"{i}.jpg", seed=i)) for i in range(2)]
+    table = datasets.Dataset.from_dict({"img": paths}).cast_column("img", datasets.Image())
+    from_table = PhotoDataset(table, 16, seed=0, image_column="img")
+    from_paths = PhotoDataset(paths, 16, seed=0)
+    assert torch.equal(from_table[3]["pixel_values"], from_paths[3]["pixel_values"])
+    with pytest.raises(ValueError, match="image column"):
+        PhotoDataset(table, 16, image_column="image")
+
+
+def test_load_crop_handles_modes_orientation_and_big_jpegs(tmp_path):
+    for mode in ("L", "RGBA", "P"):
+        assert load_crop(_photo(tmp_path / f"m.{mode}.png", mode=mode), 8).shape == (3, 8, 8)
+    # EXIF orientation 6 (rotate 90 degrees): a 60x40 file is a 40x60 upright photo; the centre crop follows it.
+    image = Image.new("RGB", (60, 40), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 20, 40))  # left third blue: after rotating it is the top third
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    crop = load_crop(tmp_path / "rotated.jpg", 40, generator=None)
+    # Upright, the blue third is the top band: the centred square (rows 10-50 of 60) starts with 10 blue rows.
+    assert crop[2, 3, 20] > 200 and crop[0, 3, 20] < 60  # top middle: blue
+    assert crop[0, 20, 6] > 200 and crop[2, 20, 6] < 60  # left middle: red (unrotated, it would be blue)
+    # A big JPEG takes the draft path (reduced decode) and gives the same picture as a full decode.
+    big = Image.fromarray(np.kron(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8), np.ones((100, 100, 1), dtype=np.uint8)))
+    big.save(tmp_path / "big.jpg", quality=95)
+    fast = load_crop(tmp_path / "big.jpg", 32, generator=None).float()
+    full = torch.from_numpy(np.array(big.resize((32, 32), Image.BILINEAR))).permute(2, 0, 1).float()
+    assert (fast - full).abs().mean() < 6
+
+
+def test_list_images_skips_unreadable_files(tmp_path):
+    _photo(tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    _photo(tmp_path / "sub" / "b.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.warns(SkippedImageWarning, match="broken.jpg"):
+        found = list_images(tmp_path)
+    assert [Path(p).name for p in found] == ["a.png", "b.jpg"]
+    with pytest.raises(FileNotFoundError):
+        list_images(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no readable images"):
+        list_images(tmp_path / "empty")
+
+
+def test_step_seeds_are_deterministic_and_distinct():
+    assert step_seed(0, 5, 1) == step_seed(0, 5, 1)
+    seeds = {step_seed(s, n, p) for s in range(3) for n in range(50) for p in range(2)}
+    assert len(seeds) == 300
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fine-tuning pairs
+
+
+def test_training_pairs_crop_composite_mask_and_real_alike():
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 200, (40, 64, 3), dtype=np.uint8)
+    mask = np.zeros((40, 64), np.uint8)
+    mask[10:30, 16:48] = 255
+    composite = np.where(mask[..., None] > 0, real + 50, real).astype(np.uint8)
+    rows = [{"composite": Image.fromarray(composite), "mask": Image.fromarray(mask), "real": Image.fromarray(real), "name": "a_1_1.jpg"}]
+    pairs = HarmonizationTrainingPairs(rows, 24, seed=0)
+    for key in range(6):
+        sample = pairs[key]
+        difference = (sample["composite"] - sample["real"]).abs().mean(0)
+        inside, outside = sample["mask"][0] > 0.5, sample["mask"][0] < 0.5
+        if inside.any():
+            assert difference[inside].mean() > 0.15  # the +50 shift lies under the mask ...
+        if outside.any():
+            assert difference[outside].mean() < 0.03  # ... and nowhere else: one crop for all three
+        assert set(sample["mask"].unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(pairs[3]["composite"], HarmonizationTrainingPairs(rows, 24, seed=0)[3]["composite"])
+    batch = collate_pairs([pairs[0], pairs[1]])
+    assert batch["pixel_values"].shape == (2, 4, 24, 24) and batch["labels"].shape == (2, 3, 24, 24)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Model, optimiser, trackers
+
+
+def test_resolve_model_config_from_preset_file_and_folder(tmp_path):
+    assert resolve_model_config("swinih-tiny").embed_dim == 48
+    (tmp_path / "c.json").write_text(json.dumps({"embed_dim": 16, "depths": [1, 1, 2], "num_heads": [2, 2, 4]}))
+    assert resolve_model_config(str(tmp_path / "c.json")).embed_dim == 16
+    resolve_model_config("swinih-tiny").save_pretrained(tmp_path / "folder")
+    assert resolve_model_config(str(tmp_path / "folder")).window_size == 8
+    with pytest.raises(ValueError, match="swinih-tiny"):
+        resolve_model_config("swinih-huge")
+
+
+def test_optimizer_has_paper_defaults_and_no_decay_on_norms_and_biases():
+    from lemart_hf import SwinIHConfig, SwinIHForHarmonization
+
+    model = SwinIHForHarmonization(SwinIHConfig(embed_dim=8, depths=[1, 1, 1], num_heads=[1, 1, 1], window_size=4))
+    args = argparse.Namespace(adam_beta1=0.9, adam_beta2=0.95, adam_epsilon=1e-8, adam_weight_decay=0.05)
+    optimizer = build_optimizer(model, args, 1e-3)
+    decay, no_decay = optimizer.param_groups
+    assert optimizer.defaults["betas"] == (0.9, 0.95) and decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0
+    assert all(p.ndim > 1 for p in decay["params"])
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert any("relative_position_bias_table" in names[id(p)] for p in no_decay["params"])
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+
+
+def test_report_to():
+    assert resolve_report_to("none") is None
+    assert resolve_report_to("tensorboard") == ["tensorboard"]
+    assert resolve_report_to("tensorboard, wandb") == ["tensorboard", "wandb"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sample grids, model card, Hub folder
+
+
+def test_sample_grid_columns_are_composite_mask_prediction_original():
+    def constant(value, channels=3):
+        return torch.full((2, channels, 48, 48), value)
+
+    grid = make_sample_grid(constant(0.2), constant(1.0, 1), constant(0.6), constant(0.8), header=True)
+    array = np.asarray(grid)
+    assert grid.size == (4 * 48 + 3 * 2, 14 + 2 * 48 + 2)  # header strip, 2 rows, 2-pixel gaps
+    row = array[14 + 24]
+    assert [int(row[24 + column * 50][0]) for column in range(4)] == [51, 255, 153, 204]
+    small = make_sample_grid(constant(0.2)[:, :, :8, :8], constant(1.0, 1)[:, :, :8, :8], constant(0.6)[:, :, :8, :8], constant(0.8)[:, :, :8, :8])
+    assert small.size == (4 * 8 + 6, 2 * 8 + 2)  # tiles too small for labels: no header
+
+
+def test_model_card_front_matter_and_body():
+    import yaml
+
+    card = model_card(
+        model_name="user/model",
+        summary="A model.",
+        metrics=[
+            CardMetric("PSNR", "psnr", 38.5, "HCOCO", "iharmony4", "test", dataset_config="HCOCO"),
+            CardMetric("PSNR", "psnr", 37.0, "HFlickr", "iharmony4", "test", dataset_config="HFlickr"),
+            CardMetric("fPSNR", "fpsnr", float("nan"), "HFlickr", "iharmony4", "test", dataset_config="HFlickr"),
+        ],
+        recipe={"lr": 1e-3},
+        command="accelerate launch examples/run_pretrain.py --x 1",
+        base_model="user/base",
+        datasets=["user/photos"],
+    )
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "image-to-image"
+    assert meta["base_model"] == "user/base" and "image-harmonization" in meta["tags"]
+    results = meta["model-index"][0]["results"]
+    assert [r["dataset"]["name"] for r in results] == ["HCOCO", "HFlickr"]
+    assert [m["type"] for m in results[1]["metrics"]] == ["psnr"]  # NaN values are left out
+    assert "accelerate launch examples/run_pretrain.py --x 1" in card and "@inproceedings" in card
+
+
+def test_files_to_upload_leave_out_checkpoints_logs_and_samples(tmp_path):
+    for name in ("config.json", "model.safetensors", "README.md", "checkpoint-3/model.safetensors", "logs/run/events",
+                 "samples/step-1.png", "checkpoint-4.tmp/x", "sample_grid.png"):  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    assert files_to_upload(tmp_path) == ["README.md", "config.json", "model.safetensors", "sample_grid.png"]
