@@ -1,10 +1,8 @@
-"""Shared fixtures for the LEMaRT tests: small natural-looking images and the devices to run on."""
+"""Shared fixtures for the LEMaRT tests: small natural-looking images."""
 
 import pytest
 import torch
 import torch.nn.functional as F
-
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def textured_images(batch: int, height: int = 64, width: int = 64, seed: int = 0) -> torch.Tensor:
@@ -16,5 +14,6 @@ def textured_images(batch: int, height: int = 64, width: int = 64, seed: int = 0
 
 
 @pytest.fixture
-def images() -> torch.Tensor:
-    return textured_images(16)
+def make_images():
+    """The ``textured_images`` factory."""
+    return textured_images

@@ -3,7 +3,8 @@ import torch
 
 from lemart_hf.lemart import LEMaRTComposer, generator_for_step, generator_on_device
 
-from .conftest import DEVICES, textured_images
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
 
 
 def _seeded(seed: int, device: str = "cpu") -> torch.Generator:
@@ -11,8 +12,8 @@ def _seeded(seed: int, device: str = "cpu") -> torch.Generator:
 
 
 @pytest.mark.parametrize("strategy", ["random", "grid", "block"])
-def test_outputs_follow_the_model_input_contract(strategy):
-    images = textured_images(6, 64, 96)
+def test_outputs_follow_the_model_input_contract(strategy, make_images):
+    images = make_images(6, 64, 96)
     output = LEMaRTComposer(mask_strategy=strategy)(images, _seeded(0))
     assert set(output) == {"pixel_values", "labels", "mask"}
     assert output["pixel_values"].shape == (6, 4, 64, 96)
@@ -24,8 +25,8 @@ def test_outputs_follow_the_model_input_contract(strategy):
 
 
 @pytest.mark.parametrize("strategy", ["random", "grid", "block"])
-def test_background_is_bit_identical_and_foreground_changed_for_every_sample(strategy):
-    images = textured_images(32)
+def test_background_is_bit_identical_and_foreground_changed_for_every_sample(strategy, make_images):
+    images = make_images(32)
     composer = LEMaRTComposer(mask_strategy=strategy)
     output = composer(images, _seeded(1))
     composite, mask = output["pixel_values"][:, :3], output["mask"].bool().expand_as(images)
@@ -36,8 +37,8 @@ def test_background_is_bit_identical_and_foreground_changed_for_every_sample(str
 
 
 @pytest.mark.parametrize("strategy", ["random", "grid", "block"])
-def test_realised_mask_ratio_follows_the_target(strategy):
-    output = LEMaRTComposer(mask_strategy=strategy, mask_ratio=0.3)(textured_images(16), _seeded(2))
+def test_realised_mask_ratio_follows_the_target(strategy, make_images):
+    output = LEMaRTComposer(mask_strategy=strategy, mask_ratio=0.3)(make_images(16), _seeded(2))
     assert (output["mask"].mean(dim=(1, 2, 3)) - 0.3).abs().max() < 0.04
 
 
@@ -51,14 +52,14 @@ def test_flat_images_are_never_a_no_op():
     assert (change >= composer.min_change).all(), change
 
 
-def test_empty_mask_leaves_the_image_untouched():
-    images = textured_images(3)
+def test_empty_mask_leaves_the_image_untouched(make_images):
+    images = make_images(3)
     output = LEMaRTComposer(mask_ratio=0.0)(images, _seeded(0))
     assert torch.equal(output["pixel_values"][:, :3], images)
 
 
-def test_same_seed_same_composites_other_seed_other_composites():
-    images = textured_images(8)
+def test_same_seed_same_composites_other_seed_other_composites(make_images):
+    images = make_images(8)
     composer = LEMaRTComposer()
     first = composer(images, _seeded(11))
     again = composer(images, _seeded(11))
@@ -68,8 +69,8 @@ def test_same_seed_same_composites_other_seed_other_composites():
         assert not torch.equal(first[key], other[key])
 
 
-def test_step_generators_make_training_resumable():
-    images = textured_images(4)
+def test_step_generators_make_training_resumable(make_images):
+    images = make_images(4)
     composer = LEMaRTComposer()
     step_5 = composer(images, generator_for_step(seed=0, step=5))["pixel_values"]
     composer(images, generator_for_step(seed=0, step=4))  # whatever ran before does not matter
@@ -88,8 +89,8 @@ def test_generator_on_device_keeps_a_matching_generator_and_derives_others_deter
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_any_device_and_dtype_gives_the_same_shapes_and_dtypes(device, dtype):
-    images = textured_images(4).to(device=device, dtype=dtype)
+def test_any_device_and_dtype_gives_the_same_shapes_and_dtypes(device, dtype, make_images):
+    images = make_images(4).to(device=device, dtype=dtype)
     # A CPU generator also drives device images (it seeds a device generator).
     output = LEMaRTComposer()(images, _seeded(0))
     for key, channels in (("pixel_values", 4), ("labels", 3), ("mask", 1)):
@@ -98,8 +99,8 @@ def test_any_device_and_dtype_gives_the_same_shapes_and_dtypes(device, dtype):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_composites_keep_the_background_and_are_seeded():
-    images = textured_images(16).cuda()
+def test_cuda_composites_keep_the_background_and_are_seeded(make_images):
+    images = make_images(16).cuda()
     composer = LEMaRTComposer(mask_strategy="block")
     output = composer(images, _seeded(0, "cuda"))
     again = composer(images, _seeded(0, "cuda"))
@@ -110,11 +111,11 @@ def test_cuda_composites_keep_the_background_and_are_seeded():
     assert half["pixel_values"].dtype == torch.float16
 
 
-def test_global_rng_is_used_without_a_generator():
+def test_global_rng_is_used_without_a_generator(make_images):
     torch.manual_seed(0)
-    first = LEMaRTComposer()(textured_images(2))["pixel_values"]
+    first = LEMaRTComposer()(make_images(2))["pixel_values"]
     torch.manual_seed(0)
-    assert torch.equal(LEMaRTComposer()(textured_images(2))["pixel_values"], first)
+    assert torch.equal(LEMaRTComposer()(make_images(2))["pixel_values"], first)
 
 
 def test_invalid_inputs_raise():

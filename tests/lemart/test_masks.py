@@ -3,7 +3,8 @@ import torch
 
 from lemart_hf.lemart import MASK_STRATEGIES, block_mask, grid_mask, make_mask, random_mask
 
-from .conftest import DEVICES
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
 
 
 def _seeded(seed: int, device: str = "cpu") -> torch.Generator:

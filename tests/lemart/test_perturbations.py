@@ -1,10 +1,17 @@
 import pytest
 import torch
 
-from lemart_hf.lemart import DEFAULT_PERTURBATIONS, PERTURBATIONS, Perturbation, RandomPerturbations, perturbations
+from lemart_hf.lemart import (
+    DEFAULT_PERTURBATIONS,
+    PERTURBATIONS,
+    Perturbation,
+    RandomPerturbations,
+    perturbations,
+)
 from lemart_hf.lemart.perturbations import apply_affine, apply_gamma, brightness_transform
 
-from .conftest import DEVICES, textured_images
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
 
 
 def _seeded(seed: int, device: str = "cpu") -> torch.Generator:
@@ -53,9 +60,9 @@ def test_strengths_stay_in_their_documented_range_and_away_from_identity(name):
 
 @pytest.mark.parametrize("name", list(PERTURBATIONS))
 @pytest.mark.parametrize("end", ["weakest", "strongest"])
-def test_every_perturbation_changes_every_image_and_stays_in_range(name, end):
+def test_every_perturbation_changes_every_image_and_stays_in_range(name, end, make_images):
     perturbation = PERTURBATIONS[name]
-    images = textured_images(8)
+    images = make_images(8)
     sign = torch.tensor([1.0, -1.0] * 4) if perturbation.signed else torch.ones(8)
     magnitude = perturbation.min_strength if end == "weakest" else perturbation.max_strength
     one = RandomPerturbations([_fixed(perturbation, magnitude)], 1, 1)
@@ -92,20 +99,20 @@ def test_hue_rotation_keeps_greys_and_white_balance_keeps_grey_luma():
     assert (balanced[0, 0] > balanced[0, 2]).all()  # positive strength: warmer
 
 
-def test_filters_keep_a_flat_image_flat_and_blur_smooths_texture():
+def test_filters_keep_a_flat_image_flat_and_blur_smooths_texture(make_images):
     flat = torch.full((2, 3, 32, 32), 0.3)
     for name in ("defocus_blur", "sharpness"):
         strength = PERTURBATIONS[name].sample_strength(2, _seeded(0))
         torch.testing.assert_close(PERTURBATIONS[name].apply(flat.clone(), strength), flat)
-    noisy = textured_images(2)
+    noisy = make_images(2)
     blurred = PERTURBATIONS["defocus_blur"].apply(noisy.clone(), torch.tensor([0.05, 0.05]))
     assert blurred.diff(dim=-1).abs().mean() < 0.5 * noisy.diff(dim=-1).abs().mean()
 
 
-def test_each_sample_gets_a_random_subset_in_random_order():
+def test_each_sample_gets_a_random_subset_in_random_order(make_images):
     brighter = _fixed(PERTURBATIONS["brightness"], 0.4)
     darker_tones = _fixed(PERTURBATIONS["gamma"], 0.6)
-    images = textured_images(48)
+    images = make_images(48)
     output = RandomPerturbations([brighter, darker_tones], 1, 2)(images, _seeded(0))
 
     def bright(x):
@@ -120,23 +127,23 @@ def test_each_sample_gets_a_random_subset_in_random_order():
     assert set(distance.argmin(dim=0).tolist()) == {0, 1, 2, 3}
 
 
-def test_same_seed_same_output_other_seed_other_output():
-    images = textured_images(8)
+def test_same_seed_same_output_other_seed_other_output(make_images):
+    images = make_images(8)
     perturb = RandomPerturbations()
     first, again, other = perturb(images, _seeded(3)), perturb(images, _seeded(3)), perturb(images, _seeded(4))
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
-def test_result_does_not_depend_on_the_cpu_chunking(monkeypatch):
-    images = textured_images(10)
+def test_result_does_not_depend_on_the_cpu_chunking(monkeypatch, make_images):
+    images = make_images(10)
     whole = RandomPerturbations()(images, _seeded(5))
     monkeypatch.setattr(perturbations, "CPU_CHUNK_PIXELS", 3 * 64 * 64)  # chunks of 3 images
     chunked = RandomPerturbations()(images, _seeded(5))
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
 
 
-def test_output_buffer_is_filled_in_place_and_input_untouched():
-    images = textured_images(4)
+def test_output_buffer_is_filled_in_place_and_input_untouched(make_images):
+    images = make_images(4)
     original = images.clone()
     buffer = torch.zeros(4, 4, 64, 64)
     returned = RandomPerturbations()(images, _seeded(0), out=buffer[:, :3])
@@ -147,8 +154,8 @@ def test_output_buffer_is_filled_in_place_and_input_untouched():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_perturbations_run_on_every_device(device):
-    images = textured_images(4).to(device)
+def test_perturbations_run_on_every_device(device, make_images):
+    images = make_images(4).to(device)
     output = RandomPerturbations()(images, _seeded(0, device))
     assert output.device == images.device and output.dtype == images.dtype and output.shape == images.shape
 
@@ -156,3 +163,22 @@ def test_perturbations_run_on_every_device(device):
 def test_invalid_counts_raise():
     with pytest.raises(ValueError, match="min_count"):
         RandomPerturbations(["hue", "gamma"], 1, 3)
+
+
+def test_sharpness_is_unsharp_masking_against_pil_smooth_kernel(make_images):
+    images = make_images(3, 20, 24)
+    strength = torch.tensor([0.8, 1.5, 3.0])
+    smooth = torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]]) / 13
+    identity = torch.zeros(3, 3)
+    identity[1, 1] = 1
+    expected = torch.cat(
+        [
+            torch.nn.functional.conv2d(
+                torch.nn.functional.pad(images[i : i + 1], (1, 1, 1, 1), mode="replicate"),
+                (identity + s * (identity - smooth)).expand(3, 1, 3, 3),
+                groups=3,
+            ).clamp(0, 1)
+            for i, s in enumerate(strength)
+        ]
+    )
+    torch.testing.assert_close(PERTURBATIONS["sharpness"].apply(images.clone(), strength), expected)

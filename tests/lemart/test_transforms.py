@@ -15,7 +15,6 @@ from lemart_hf.lemart import (
     to_rgb_image,
 )
 
-SHARED_PHOTOS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "photos"
 PROCESSOR = SimpleNamespace(size={"height": 48, "width": 48})
 
 
@@ -98,7 +97,8 @@ def test_imagefolder_builder_dataset(tmp_path):
         Image.fromarray(_photo(seed=index)).save(folder / f"{index}.jpg")
     import datasets
 
-    dataset = datasets.load_dataset("imagefolder", data_dir=str(folder), split="train", cache_dir=str(tmp_path / "cache"))
+    cache_dir = str(tmp_path / "cache")
+    dataset = datasets.load_dataset("imagefolder", data_dir=str(folder), split="train", cache_dir=cache_dir)
     batch = dataset.with_transform(lemart_transform(resolution=(32, 40), composer=LEMaRTComposer(), seed=0))[:4]
     assert batch["pixel_values"].shape == (4, 4, 32, 40)
 
@@ -146,9 +146,10 @@ def test_the_swinih_image_processor_gives_the_working_size():
     assert lemart_transform(SwinIHImageProcessor(), None).resolution == (256, 256)
 
 
-@pytest.mark.skipif(not SHARED_PHOTOS.is_dir(), reason="../shared/data/photos is not present")
-def test_shared_photos():
-    dataset = load_image_folder(SHARED_PHOTOS, verify=False)
+def test_shared_photos(shared_data):
+    if not (shared_data / "photos").is_dir():
+        pytest.skip("../shared/data/photos is not present")
+    dataset = load_image_folder(shared_data / "photos", verify=False)
     assert len(dataset) > 100
     transform = lemart_transform(resolution=64, composer=LEMaRTComposer(), seed=0)
     batch = dataset.select(range(8)).with_transform(transform)[:]

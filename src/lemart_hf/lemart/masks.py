@@ -55,7 +55,8 @@ def make_mask(
             batch_size, height, width, mask_ratio, grid_size, generator=generator, device=device, dtype=dtype
         )
     if strategy == "grid":
-        return grid_mask(batch_size, height, width, mask_ratio, grid_size, device=_device(generator, device), dtype=dtype)
+        device = _device(generator, device)
+        return grid_mask(batch_size, height, width, mask_ratio, grid_size, device=device, dtype=dtype)
     if strategy == "block":
         return block_mask(batch_size, height, width, mask_ratio, generator=generator, device=device, dtype=dtype)
     raise ValueError(f"Unknown mask strategy {strategy!r}; expected one of {MASK_STRATEGIES}.")

@@ -4,20 +4,22 @@ Images are float tensors in [0, 1], channels first. Each perturbation has a stre
 documented range that stays clear of the identity (so none is a no-op by accident); ``RandomPerturbations``
 applies to every sample its own random subset of them, in its own random order, with its own strengths.
 
-| name            | strength s (per sample)                      | effect                                            |
-| --------------- | -------------------------------------------- | ------------------------------------------------- |
-| brightness      | +-[0.15, 0.5]   (log gain)                   | rgb * e^s: gain 0.61-0.86 or 1.16-1.65            |
-| contrast        | +-[0.2, 0.7]    (log factor)                 | spread around the mean luma scaled by e^s          |
-| saturation      | +-[0.25, 1.0]   (log factor)                 | spread around each pixel's luma scaled by e^s      |
-| hue             | +-[0.17, 0.6]   (radians, 10-35 degrees)     | rotation of the colour wheel about the grey axis   |
-| white_balance   | +-[0.1, 0.35]   (log red/blue gain)          | colour temperature: red e^s, blue e^-s, same luma  |
-| gamma           | +-[0.2, 0.7]    (log gamma)                  | tone curve through 0 and 1 equal to x^(e^s) at 0.5 |
-| defocus_blur    | [0.004, 0.014]  (disk radius / short side)   | disk (lens defocus) blur, 1-3.6 px at 256x256 (>=1)|
-| sharpness       | [0.8, 3.0]      (unsharp amount)             | x + s * (x - smooth3x3(x)), like PIL's Sharpness   |
+| name          | strength s per sample                   | effect                                              |
+| ------------- | --------------------------------------- | --------------------------------------------------- |
+| brightness    | +-[0.15, 0.5]  log gain                 | rgb * e^s: gain 0.61-0.86 or 1.16-1.65              |
+| contrast      | +-[0.2, 0.7]   log factor               | spread around the mean luma scaled by e^s           |
+| saturation    | +-[0.25, 1.0]  log factor               | spread around each pixel's luma scaled by e^s       |
+| hue           | +-[0.17, 0.6]  radians (10-35 degrees)  | rotation of the colour wheel about the grey axis    |
+| white_balance | +-[0.1, 0.35]  log red / blue gain      | colour temperature: red e^s, blue e^-s, same luma   |
+| gamma         | +-[0.2, 0.7]   log gamma                | tone curve through 0 and 1, x^(e^s) at 0.5          |
+| defocus_blur  | [0.004, 0.012] disk radius / short side | disk (lens defocus) blur, 1-3 px at 256x256 (>= 1)  |
+| sharpness     | [0.8, 3.0]     unsharp amount           | x + s (x - smooth3x3(x)), as PIL's Sharpness 1 + s  |
 
-The ranges were set against real composites (``../shared/data``): the mean absolute change inside the pasted
-region of HOutdoor's composites is 0.07-0.25 (5th-95th percentile); one to four of these perturbations give
-a similar spread.
+The ranges were set against real composites (``../shared/data``). Inside the pasted region, HOutdoor's
+composites differ from their real images by a mean absolute 0.07 / 0.16 / 0.25 (5th percentile / median /
+95th percentile, values in [0, 1]); ``LEMaRTComposer``'s defaults (one to four of these) give 0.04 / 0.10 /
+0.22 on ../shared/data/photos: the same kind of shifts, somewhat milder on the whole, and with blur and
+sharpness differences that colour-transfer composites lack.
 
 The first five are affine colour maps (rgb -> M rgb + t, per sample); ``RandomPerturbations`` composes runs
 of them into one matrix before touching the pixels.
@@ -138,34 +140,32 @@ def apply_defocus_blur(images: torch.Tensor, strength: torch.Tensor) -> torch.Te
     """Disk (lens defocus) blur of radius ``strength * min(H, W)`` pixels (at least 1), replicate-padded.
 
     The disk has an antialiased rim (a pixel's weight is its coverage estimate clamp(r + 0.5 - distance, 0, 1)),
-    so the radius acts continuously. Samples are grouped by kernel size so that small radii stay cheap.
+    so the radius acts continuously. All samples share one kernel size (the largest radius's), each with its
+    own disk inside it: one grouped convolution, which is what a CPU runs fastest.
     """
     radius = (strength * min(images.shape[-2:])).clamp_min(1.0)
-    half_size = (radius + 0.5).ceil().long().clamp_min(1)
-    output = images
-    for half in half_size.unique().tolist():
-        group = (half_size == half).nonzero().squeeze(1)
-        offsets = torch.arange(-half, half + 1, device=images.device, dtype=torch.float32)
-        distance = torch.hypot(offsets.view(-1, 1), offsets.view(1, -1))
-        kernels = (radius[group].view(-1, 1, 1) + 0.5 - distance).clamp(0, 1)
-        kernels = kernels / kernels.sum(dim=(1, 2), keepdim=True)
-        blurred = convolve_per_sample(images.index_select(0, group), kernels)
-        output = blurred if group.numel() == images.shape[0] else output.index_copy_(0, group, blurred)
-    return output
-
-
-# PIL's ImageFilter.SMOOTH kernel, which ImageEnhance.Sharpness blends against.
-_SMOOTH_3X3 = ((1.0, 1.0, 1.0), (1.0, 5.0, 1.0), (1.0, 1.0, 1.0))
+    half = int((radius.max() + 0.5).floor())
+    offsets = torch.arange(-half, half + 1, device=images.device, dtype=torch.float32)
+    distance = torch.hypot(offsets.view(-1, 1), offsets.view(1, -1))
+    kernels = (radius.view(-1, 1, 1) + 0.5 - distance).clamp(0, 1)
+    return convolve_per_sample(images, kernels / kernels.sum(dim=(1, 2), keepdim=True)).clamp_(0, 1)
 
 
 def apply_sharpness(images: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
-    """Unsharp masking ``x + s * (x - smooth(x))`` with PIL's 3x3 smoothing kernel, clamped to [0, 1]."""
-    smooth = torch.tensor(_SMOOTH_3X3, device=images.device) / 13
-    identity = torch.zeros(3, 3, device=images.device)
-    identity[1, 1] = 1
-    amount = strength.view(-1, 1, 1)
-    kernels = identity + amount * (identity - smooth)
-    return convolve_per_sample(images, kernels).clamp_(0, 1)
+    """Unsharp masking ``x + s * (x - smooth(x))``, clamped to [0, 1]; overwrites ``images``.
+
+    ``smooth`` is PIL's ImageFilter.SMOOTH kernel ([[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13, replicate padding), the
+    one ImageEnhance.Sharpness blends against, computed as (3x3 box sum + 4 x) / 13 with separable shifted sums:
+    cheaper on CPUs than a convolution, which would need a channels-last copy.
+    """
+    padded = F.pad(images, (1, 1, 1, 1), mode="replicate")
+    rows = padded[..., :, :-2] + padded[..., :, 1:-1]
+    rows += padded[..., :, 2:]
+    box = rows[..., :-2, :] + rows[..., 1:-1, :]
+    box += rows[..., 2:, :]
+    amount = (strength / 13).to(images.dtype).view(-1, 1, 1, 1)
+    # x + s (x - (box + 4 x) / 13) = x (1 + 9 s / 13) - (s / 13) box
+    return images.mul_(1 + 9 * amount).sub_(box.mul_(amount)).clamp_(0, 1)
 
 
 def convolve_per_sample(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
@@ -192,7 +192,8 @@ def convolve_per_sample(images: torch.Tensor, kernels: torch.Tensor) -> torch.Te
     )
     padded[:, :, half : half + height, half : half + width] = images.reshape(1, batch * channels, height, width)
     padded[:, :, :half, half : half + width] = padded[:, :, half : half + 1, half : half + width]
-    padded[:, :, half + height :, half : half + width] = padded[:, :, half + height - 1 : half + height, half : half + width]
+    last_row = padded[:, :, half + height - 1 : half + height, half : half + width]
+    padded[:, :, half + height :, half : half + width] = last_row
     padded[:, :, :, :half] = padded[:, :, :, half : half + 1]
     padded[:, :, :, half + width :] = padded[:, :, :, half + width - 1 : half + width]
     filtered = F.conv2d(padded, weight, groups=batch * channels)
@@ -208,7 +209,7 @@ PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("hue", 0.17, 0.6, signed=True, color_transform=hue_transform),
         Perturbation("white_balance", 0.1, 0.35, signed=True, color_transform=white_balance_transform),
         Perturbation("gamma", 0.2, 0.7, signed=True, apply=apply_gamma),
-        Perturbation("defocus_blur", 0.004, 0.014, signed=False, apply=apply_defocus_blur, keeps_mean=True),
+        Perturbation("defocus_blur", 0.004, 0.012, signed=False, apply=apply_defocus_blur, keeps_mean=True),
         Perturbation("sharpness", 0.8, 3.0, signed=False, apply=apply_sharpness, keeps_mean=True),
     )
 }
@@ -217,7 +218,7 @@ PERTURBATIONS: dict[str, Perturbation] = {
 DEFAULT_PERTURBATIONS = tuple(PERTURBATIONS)
 
 
-# On CPUs the pixel work runs over chunks of about this many pixels (8 images at 256x256): temporaries then stay
+# On CPUs the pixel work runs on chunks of at most this many pixels (8 images at 256x256): temporaries then stay
 # in cache and reuse heap memory instead of faulting in fresh pages, 2-3x faster than whole-batch passes. Other
 # devices take the batch in one go.
 CPU_CHUNK_PIXELS = 8 * 256 * 256
@@ -294,25 +295,21 @@ class RandomPerturbations:
         if out is None:
             out = torch.empty_like(images, memory_format=torch.contiguous_format)
         chunk_size = batch if images.device.type != "cpu" else max(1, CPU_CHUNK_PIXELS // (height * width))
-        chunk_starts = list(range(0, batch, chunk_size))
 
-        # For each (slot, pixel perturbation): the samples that chose it, and where each chunk's share starts.
-        steps = []
+        # Every image to its state right before its first pixel perturbation, or straight to its result.
+        for start in range(0, batch, chunk_size):
+            part = slice(start, start + chunk_size)
+            apply_affine(images[part], plan.first_run[part], out=out[part])
+        # Then each (slot, pixel perturbation) on the samples that chose it, a chunk of them at a time.
         for slot in range(self.max_count):
             for op_index, perturbation in enumerate(self.perturbations):
                 if perturbation.apply is None:
                     continue
                 chosen = (plan.slot_ops[:, slot] == op_index).nonzero().squeeze(1)
-                if chosen.numel() > 0:
-                    bounds = torch.searchsorted(chosen, torch.tensor(chunk_starts + [batch], device=chosen.device))
-                    steps.append((slot, op_index, chosen, bounds.tolist()))
-
-        for chunk_index, start in enumerate(chunk_starts):
-            part = slice(start, start + chunk_size)
-            apply_affine(images[part], plan.first_run[part], out=out[part])
-            for slot, op_index, chosen, bounds in steps:
-                if bounds[chunk_index] < bounds[chunk_index + 1]:
-                    self._apply_pixel_step(out, chosen[bounds[chunk_index] : bounds[chunk_index + 1]], slot, op_index, plan)
+                if chosen.numel() == 0:
+                    continue
+                for piece in chosen.split(chunk_size):
+                    self._apply_pixel_step(out, piece, slot, op_index, plan)
         return out
 
     def _apply_pixel_step(
@@ -320,10 +317,13 @@ class RandomPerturbations:
     ) -> None:
         """Samples ``chosen`` of ``out``: colour run before, the pixel perturbation, final run if it is the last."""
         identity = torch.eye(3, 4, device=out.device)
-        subset = apply_affine(out.index_select(0, chosen), plan.runs_before[chosen, slot], skip_identity=True)
+        skip_identity = out.device.type == "cpu"
+        subset = out.index_select(0, chosen)
+        subset = apply_affine(subset, plan.runs_before[chosen, slot], skip_identity=skip_identity)
         subset = self.perturbations[op_index].apply(subset, plan.strengths[chosen, op_index])
         is_last = (plan.last_pixel_slot[chosen] == slot).view(-1, 1, 1)
-        subset = apply_affine(subset, torch.where(is_last, plan.final_run[chosen], identity), skip_identity=True)
+        final_run = torch.where(is_last, plan.final_run[chosen], identity)
+        subset = apply_affine(subset, final_run, skip_identity=skip_identity)
         out.index_copy_(0, chosen, subset)
 
     def _plan(self, images: torch.Tensor, generator: torch.Generator | None) -> _PerturbationPlan:
@@ -338,32 +338,35 @@ class RandomPerturbations:
         slot_ops = torch.where(slot_numbers < counts.unsqueeze(1), order[:, :num_slots], -1)
 
         identity = torch.eye(3, 4, device=device).expand(batch, 3, 4)
+        uses_pixels = torch.tensor([p.apply is not None for p in self.perturbations] + [False], device=device)
         runs_before = identity.unsqueeze(1).repeat(1, num_slots, 1, 1)
-        run = identity.clone()
+        run, first_run = identity.clone(), identity.clone()
         has_pixel_step = torch.zeros(batch, dtype=torch.bool, device=device)
-        first_run = identity.clone()
         last_pixel_slot = torch.full((batch,), -1, device=device)
         mean_rgb = _mean_rgb(images)
         for slot in range(num_slots):
+            op_at_slot = slot_ops[:, slot]
+            # This slot's colour map per sample (identity for pixel perturbations and unused slots).
+            step = identity
             for op_index, perturbation in enumerate(self.perturbations):
-                selected = slot_ops[:, slot] == op_index
-                strength = strengths[:, op_index]
                 if perturbation.color_transform is not None:
-                    step = perturbation.color_transform(strength, mean_rgb)
-                    run = torch.where(selected.view(-1, 1, 1), _compose(step, run), run)
-                    moved_mean = _transform_colors(step, mean_rgb).clamp(0, 1)
-                else:
-                    # The first run goes to the batched first pass; later ones wait for their pixel step.
-                    first_run = torch.where((selected & ~has_pixel_step).view(-1, 1, 1), run, first_run)
-                    later = (selected & has_pixel_step).view(-1, 1, 1)
-                    runs_before[:, slot] = torch.where(later, run, runs_before[:, slot])
-                    run = torch.where(selected.view(-1, 1, 1), identity, run)
-                    has_pixel_step |= selected
-                    last_pixel_slot = torch.where(selected, slot, last_pixel_slot)
-                    if perturbation.keeps_mean:
-                        continue
-                    moved_mean = perturbation.apply(mean_rgb.view(batch, 3, 1, 1).clone(), strength).view(batch, 3)
-                mean_rgb = torch.where(selected.view(-1, 1), moved_mean, mean_rgb)
+                    color_map = perturbation.color_transform(strengths[:, op_index], mean_rgb)
+                    step = torch.where((op_at_slot == op_index).view(-1, 1, 1), color_map, step)
+            run = _compose(step, run)
+            mean_rgb = _transform_colors(step, mean_rgb).clamp(0, 1)
+
+            # A pixel perturbation ends the run: the first run goes to the batched first pass, later ones wait
+            # for their pixel step.
+            pixel_step = uses_pixels[op_at_slot]  # op index -1 (unused slot) reads the trailing False
+            first_run = torch.where((pixel_step & ~has_pixel_step).view(-1, 1, 1), run, first_run)
+            runs_before[:, slot] = torch.where((pixel_step & has_pixel_step).view(-1, 1, 1), run, identity)
+            run = torch.where(pixel_step.view(-1, 1, 1), identity, run)
+            has_pixel_step |= pixel_step
+            last_pixel_slot = torch.where(pixel_step, slot, last_pixel_slot)
+            for op_index, perturbation in enumerate(self.perturbations):
+                if perturbation.apply is not None and not perturbation.keeps_mean:
+                    moved = perturbation.apply(mean_rgb.view(batch, 3, 1, 1).clone(), strengths[:, op_index])
+                    mean_rgb = torch.where((op_at_slot == op_index).view(-1, 1), moved.view(batch, 3), mean_rgb)
         first_run = torch.where(has_pixel_step.view(-1, 1, 1), first_run, run)
         final_run = torch.where(has_pixel_step.view(-1, 1, 1), run, identity)
         return _PerturbationPlan(slot_ops, strengths, first_run, runs_before, final_run, last_pixel_slot)
@@ -375,10 +378,11 @@ def apply_affine(
     """rgb -> clamp(M @ rgb + t, 0, 1) per sample.
 
     Args:
-        images: (b, 3, H, W); not modified (unless it is ``out``'s memory, which is not allowed).
+        images: (b, 3, H, W); not modified, and must not share memory with ``out``.
         affine: (b, 3, 4) maps ``[M | t]``.
         out: optional (b, 3, H, W) destination; each sample's (3, H, W) block must be contiguous.
-        skip_identity: return ``images`` itself when every map is the identity.
+        skip_identity: return ``images`` itself when every map is the identity (the check waits for the device,
+            so it pays off on CPUs only).
 
     Returns:
         (b, 3, H, W) mapped images (``out`` when given).

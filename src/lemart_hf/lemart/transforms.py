@@ -115,7 +115,7 @@ class LEMaRTTransform:
         return self.composer(images, generator=generator)
 
     def _crop_and_stack(self, photos: list[Image.Image], generator: torch.Generator) -> torch.Tensor:
-        """(B, 3, H, W) float32 in [0, 1]: a window of each photo, resized (antialiased bilinear) to the working size."""
+        """(B, 3, H, W) float32 in [0, 1]: a window of each photo, resized (antialiased bilinear) to working size."""
         height, width = self.resolution
         uniforms = torch.rand(len(photos), 3, generator=generator).tolist()
         crops = np.empty((len(photos), height, width, 3), dtype=np.uint8)
