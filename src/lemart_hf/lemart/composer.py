@@ -63,6 +63,15 @@ class LEMaRTComposer:
         self.min_change = min_change
         self.max_redraws = max_redraws
 
+    def __repr__(self) -> str:
+        names = [perturbation.name for perturbation in self.perturb.perturbations]
+        return (
+            f"LEMaRTComposer(mask_strategy={self.mask_strategy!r}, mask_ratio={self.mask_ratio}, "
+            f"grid_size={self.grid_size}, perturbations={names}, min_perturbations={self.perturb.min_count}, "
+            f"max_perturbations={self.perturb.max_count}, min_change={self.min_change}, "
+            f"max_redraws={self.max_redraws})"
+        )
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Composite a batch.
 
