@@ -31,10 +31,10 @@ def generator_on_device(
 
 
 def _same_device(first: torch.device, second: torch.device) -> bool:
-    if first.type != second.type:
-        return False
-    if first.type == "cpu":
-        return True
-    first_index = first.index if first.index is not None else torch.accelerator.current_device_index()
-    second_index = second.index if second.index is not None else torch.accelerator.current_device_index()
-    return first_index == second_index
+    return first.type == second.type and _device_index(first) == _device_index(second)
+
+
+def _device_index(device: torch.device) -> int:
+    if device.index is not None:
+        return device.index
+    return torch.cuda.current_device() if device.type == "cuda" else 0
