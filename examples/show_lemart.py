@@ -1,6 +1,6 @@
 """Save a grid of what LEMaRT pre-training sees: original | mask | composite, one row per photo.
 
-    python examples/show_lemart.py --image_dir ../shared/data/photos --num_images 8 --output /tmp/lemart.png
+python examples/show_lemart.py --image_dir ../shared/data/photos --num_images 8 --output /tmp/lemart.png
 """
 
 import argparse

@@ -6,7 +6,6 @@ from lemart_hf.lemart import LEMaRTComposer, generator_for_step, generator_on_de
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-
 def _seeded(seed: int, device: str = "cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 

@@ -6,7 +6,6 @@ from lemart_hf.lemart import MASK_STRATEGIES, block_mask, grid_mask, make_mask, 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-
 def _seeded(seed: int, device: str = "cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 

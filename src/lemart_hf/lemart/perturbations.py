@@ -329,9 +329,10 @@ class RandomPerturbations:
     def _plan(self, images: torch.Tensor, generator: torch.Generator | None) -> _PerturbationPlan:
         """Draw subsets, orders and strengths, and compose each run of colour maps into one (3, 4) matrix."""
         batch, device, num_slots = images.shape[0], images.device, self.max_count
-        counts = self.min_count + (
-            torch.rand(batch, generator=generator, device=device) * (num_slots - self.min_count + 1)
-        ).long()
+        counts = (
+            self.min_count
+            + (torch.rand(batch, generator=generator, device=device) * (num_slots - self.min_count + 1)).long()
+        )
         order = torch.rand(batch, len(self.perturbations), generator=generator, device=device).argsort(dim=1)
         strengths = torch.stack([p.sample_strength(batch, generator, device) for p in self.perturbations], dim=1)
         slot_numbers = torch.arange(num_slots, device=device)

@@ -15,9 +15,7 @@ def generator_for_step(seed: int, step: int, device: torch.device | str = "cpu")
     return torch.Generator(device=device).manual_seed(mixed)
 
 
-def generator_on_device(
-    generator: torch.Generator | None, device: torch.device | str
-) -> torch.Generator | None:
+def generator_on_device(generator: torch.Generator | None, device: torch.device | str) -> torch.Generator | None:
     """A generator that can draw on ``device``.
 
     ``generator`` itself when it already lives there; otherwise a new generator on ``device`` seeded with a

@@ -119,7 +119,7 @@ class LEMaRTTransform:
         height, width = self.resolution
         uniforms = torch.rand(len(photos), 3, generator=generator).tolist()
         crops = np.empty((len(photos), height, width, 3), dtype=np.uint8)
-        for index, (photo, (scale_draw, x_draw, y_draw)) in enumerate(zip(photos, uniforms)):
+        for index, (photo, (scale_draw, x_draw, y_draw)) in enumerate(zip(photos, uniforms, strict=True)):
             # Largest window with the working aspect ratio, then a random fraction of its area.
             window_width = min(photo.width, photo.height * width / height)
             window_height = window_width * height / width
