@@ -1,6 +1,7 @@
 """lemart_hf: LEMaRT pre-training and the SwinIH harmonization model for the Hugging Face ecosystem.
 
-Importing the package registers its models with the transformers Auto classes.
+Importing the package registers its models with the transformers Auto classes and the "image-harmonization" task
+with transformers' `pipeline()`.
 """
 
 from .models.modeling_harmonization import HarmonizationOutput
@@ -12,14 +13,17 @@ from .models.swinih import (
     SwinIHModel,
     SwinIHPreTrainedModel,
 )
-from .registration import register_auto_classes
+from .pipelines import ImageHarmonizationPipeline
+from .registration import register_auto_classes, register_pipelines
 
 __version__ = "0.1.0"
 
 register_auto_classes()
+register_pipelines()
 
 __all__ = [
     "HarmonizationOutput",
+    "ImageHarmonizationPipeline",
     "SWINIH_PRESETS",
     "SwinIHConfig",
     "SwinIHForHarmonization",

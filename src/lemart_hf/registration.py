@@ -5,8 +5,10 @@ next to its weights, so a saved folder also loads with `trust_remote_code=True` 
 """
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageToImage
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .models.swinih import SwinIHConfig, SwinIHForHarmonization, SwinIHImageProcessor, SwinIHModel
+from .pipelines import ImageHarmonizationPipeline
 
 
 def register_auto_classes() -> None:
@@ -22,3 +24,19 @@ def register_auto_classes() -> None:
         backbone_class.register_for_auto_class("AutoModel")
         harmonization_class.register_for_auto_class("AutoModelForImageToImage")
         processor_class.register_for_auto_class("AutoImageProcessor")
+
+
+def register_pipelines() -> None:
+    """Register the "image-harmonization" task with transformers' `pipeline()`.
+
+    `pipe.save_pretrained` then writes `custom_pipelines` into the config and copies the pipeline's source, so the
+    task also loads with `pipeline(..., trust_remote_code=True)` where lemart_hf is not installed.
+    """
+    if PIPELINE_REGISTRY.supported_tasks.get("image-harmonization", {}).get("impl") is ImageHarmonizationPipeline:
+        return
+    PIPELINE_REGISTRY.register_pipeline(
+        "image-harmonization",
+        pipeline_class=ImageHarmonizationPipeline,
+        pt_model=AutoModelForImageToImage,
+        type="image",
+    )

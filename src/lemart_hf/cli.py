@@ -1,0 +1,267 @@
+"""`lemart-harmonize`: harmonize composites from the command line with the "image-harmonization" pipeline.
+
+    lemart-harmonize --model PATH_OR_ID composite.jpg mask.png -o harmonized.png
+    lemart-harmonize --model PATH_OR_ID --input_dir composites/ --output_dir harmonized/
+
+Folder mode takes every image `NAME.EXT` in `--input_dir` whose mask `NAME_mask.png` lies beside it and writes
+`NAME.png` into `--output_dir`. Inputs are checked (readable, mask present, sizes equal) before the model is loaded,
+so a bad input fails fast with one line `lemart-harmonize: error: ...` and exit code 2; nothing is written over an
+input file. Outputs have the composite's size (EXIF orientation applied), whatever the model's working size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+PROG = "lemart-harmonize"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MASK_SUFFIX = "_mask"
+EXIT_BAD_INPUT = 2
+
+
+class InputError(Exception):
+    """A problem with what the user passed: reported as one line, exit code 2."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        _fail(f"{message} (see {PROG} --help)")
+
+
+def _fail(message: str):
+    first_line = " ".join(str(message).split())
+    print(f"{PROG}: error: {first_line}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog=PROG,
+        description="Harmonize the masked region of composite images (LEMaRT / SwinIH) at their own resolution.",
+    )
+    parser.add_argument("composite", nargs="?", help="composite image (single-image mode)")
+    parser.add_argument("mask", nargs="?", help="its mask: white (or 1) = the region to harmonize, soft edges allowed")
+    parser.add_argument("--model", required=True, help="model folder or Hugging Face Hub id")
+    parser.add_argument("-o", "--output", help="output image (single-image mode); format from its extension")
+    parser.add_argument("--input_dir", help="folder mode: composites NAME.EXT with masks NAME_mask.png")
+    parser.add_argument("--output_dir", help="folder mode: where NAME.png are written (created if needed)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: the first GPU if any, else cpu)")
+    parser.add_argument(
+        "--size", help="working size the model runs at: N or HxW (default: the model's image processor size)"
+    )
+    parser.add_argument(
+        "--method",
+        choices=("affine", "offset", "resize"),
+        default="affine",
+        help="how the correction reaches full resolution (default: affine, a local colour transform)",
+    )
+    parser.add_argument("--batch_size", type=int, default=1, help="images per forward pass (folder mode)")
+    parser.add_argument("--resize_mask", action="store_true", help="resize masks whose size differs from the image's")
+    parser.add_argument("--trust_remote_code", action="store_true", help="allow model code from the model folder")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+# ----- checking the inputs (before the model is loaded) ---------------------------------------------------------
+def _oriented_size(path: Path) -> tuple[int, int]:
+    """(width, height) after EXIF orientation, reading only the header; `InputError` if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.exists():
+        raise InputError(f"file not found: {path}")
+    if not path.is_file():
+        raise InputError(f"not a file: {path}")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise InputError(f"cannot read image {path}: {error}") from error
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _check_pair(composite: Path, mask: Path, resize_mask: bool) -> None:
+    image_size, mask_size = _oriented_size(composite), _oriented_size(mask)
+    if image_size != mask_size and not resize_mask:
+        raise InputError(
+            f"{composite} is {image_size[0]}x{image_size[1]} but its mask {mask} is {mask_size[0]}x{mask_size[1]}; "
+            "pass --resize_mask to resize the mask"
+        )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_output(output: Path, inputs: Sequence[Path]) -> None:
+    from PIL import Image
+
+    Image.init()
+    if output.suffix.lower() not in Image.EXTENSION:
+        raise InputError(f"cannot tell the image format from the output name {output} (use e.g. .png or .jpg)")
+    for path in inputs:
+        if output.resolve() == path.resolve() or _same_file(output, path):
+            raise InputError(f"refusing to overwrite the input file {path}")
+    if output.is_dir():
+        raise InputError(f"output {output} is a folder; give a file name")
+
+
+def _single_jobs(args) -> list[tuple[Path, Path, Path]]:
+    if args.input_dir or args.output_dir:
+        raise InputError("give either COMPOSITE MASK -o OUT or --input_dir/--output_dir, not both")
+    if not (args.composite and args.mask):
+        raise InputError("give COMPOSITE and MASK (or --input_dir and --output_dir)")
+    if not args.output:
+        raise InputError("give the output file with -o OUT")
+    composite, mask, output = Path(args.composite), Path(args.mask), Path(args.output)
+    _check_pair(composite, mask, args.resize_mask)
+    _check_output(output, [composite, mask])
+    return [(composite, mask, output)]
+
+
+def _folder_jobs(args) -> list[tuple[Path, Path, Path]]:
+    if args.composite or args.mask or args.output:
+        raise InputError("give either COMPOSITE MASK -o OUT or --input_dir/--output_dir, not both")
+    if not (args.input_dir and args.output_dir):
+        raise InputError("folder mode needs both --input_dir and --output_dir")
+    input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
+    if not input_dir.is_dir():
+        raise InputError(f"input folder not found: {input_dir}")
+    if output_dir.exists() and (not output_dir.is_dir() or _same_file(input_dir, output_dir)):
+        raise InputError(f"--output_dir {output_dir} must be a folder other than --input_dir")
+    composites = sorted(
+        path
+        for path in input_dir.iterdir()
+        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.stem.endswith(MASK_SUFFIX)
+    )
+    if not composites:
+        raise InputError(f"no composite images ({', '.join(IMAGE_EXTENSIONS)}) in {input_dir}")
+    jobs, outputs = [], {}
+    for composite in composites:
+        mask = composite.with_name(f"{composite.stem}{MASK_SUFFIX}.png")
+        if not mask.is_file():
+            raise InputError(f"no mask for {composite}: expected {mask}")
+        output = output_dir / f"{composite.stem}.png"
+        if output in outputs:
+            raise InputError(f"{composite} and {outputs[output]} would both be written to {output}")
+        outputs[output] = composite
+        _check_pair(composite, mask, args.resize_mask)
+        jobs.append((composite, mask, output))
+    return jobs
+
+
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        parts = [int(part) for part in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise InputError(f"--size must be N or HxW with positive integers, got {text!r}")
+    return (parts[0], parts[-1])
+
+
+def _check_device(device: str | None):
+    if device is None:
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as error:
+        raise InputError(f"unknown --device {device!r}") from error
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: CUDA is not available on this machine")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device}: MPS is not available on this machine")
+    return parsed
+
+
+# ----- running --------------------------------------------------------------------------------------------------
+def _check_model(model: str) -> None:
+    """A missing local folder fails here, rather than as a Hub lookup (with retries) of a name that is no repo id."""
+    looks_local = model.startswith((".", "/", "~")) or model.count("/") > 1 or (os.sep != "/" and os.sep in model)
+    if looks_local and not Path(model).expanduser().exists():
+        raise InputError(f"model folder not found: {model}")
+
+
+def _load_pipeline(args, size, device):
+    import huggingface_hub
+    import transformers
+    from transformers import pipeline
+
+    from .pipelines import ImageHarmonizationPipeline
+
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.logging.set_verbosity_error()  # no multi-line retry chatter before our one-line error
+    options = {"highres_method": args.method}
+    if size is not None:
+        options["working_size"] = size
+    if args.resize_mask:
+        options["resize_mask"] = True
+    try:
+        # pipeline_class: also folders saved by `pipe.save_pretrained` (which declare the task as custom code)
+        # load with the installed lemart_hf, without trust_remote_code.
+        return pipeline(
+            "image-harmonization",
+            model=args.model,
+            pipeline_class=ImageHarmonizationPipeline,
+            device=device,
+            batch_size=args.batch_size,
+            trust_remote_code=args.trust_remote_code or None,
+            **options,
+        )
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"cannot load the model {args.model!r}: {error}") from error
+
+
+def _save(image, output: Path) -> None:
+    extra = {"quality": 95} if output.suffix.lower() in (".jpg", ".jpeg") else {}
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        image.save(output, **extra)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot write {output}: {error}") from error
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.batch_size < 1:
+            raise InputError(f"--batch_size must be at least 1, got {args.batch_size}")
+        size = _parse_size(args.size)
+        folder_mode = bool(args.input_dir or args.output_dir)
+        jobs = _folder_jobs(args) if folder_mode else _single_jobs(args)
+        device = _check_device(args.device)
+        _check_model(args.model)
+        pipe = _load_pipeline(args, size, device)
+        inputs = ({"image": str(composite), "mask": str(mask)} for composite, mask, _ in jobs)
+        results = pipe(inputs)
+        with tqdm(total=len(jobs), desc=PROG, unit="image", disable=args.quiet or not folder_mode) as progress:
+            for (_, _, output), image in zip(jobs, results):
+                _save(image, output)
+                progress.update(1)
+    except InputError as error:
+        _fail(str(error))
+    except ValueError as error:  # raised by the pipeline on an input it cannot use
+        _fail(str(error))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    if not args.quiet and not folder_mode:
+        print(jobs[0][2])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+../models/swinih/image_processing_swinih.py
