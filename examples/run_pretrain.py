@@ -118,7 +118,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dataset_repeats",
         type=int,
         default=None,
-        help="Visit each photo this many times per epoch (default: enough for one optimizer step per epoch).",
+        help="Visit each photo this many times per epoch, a new crop each time (default: enough for 20 optimizer "
+        "steps per epoch, which only matters for small folders such as the embedded photos).",
     )
 
     lemart = parser.add_argument_group("LEMaRT composites")
@@ -325,7 +326,9 @@ def main(argv: list[str] | None = None) -> dict:
             train_dataset, batch_size=args.train_batch_size, collate_fn=collate_photos, drop_last=True, **loader_kwargs
         )
     else:
-        repeats = args.dataset_repeats or max(1, math.ceil(batch_per_step / len(train_dataset)))
+        # Small folders: repeat the photos (each time with a new crop) so that an epoch spans at least 20 optimizer
+        # steps; the workers then prefetch across steps instead of restarting at every tiny epoch.
+        repeats = args.dataset_repeats or max(1, math.ceil(20 * batch_per_step / len(train_dataset)))
         sampler = EpochShuffleSampler(len(train_dataset), seed=args.seed, repeats=repeats)
         train_dataloader = torch.utils.data.DataLoader(
             train_dataset,
@@ -417,7 +420,10 @@ def main(argv: list[str] | None = None) -> dict:
         )
         save_sample_grid(grid, args.output_dir, step)
         log_sample_grid(accelerator, grid, step)
-        logger.info(f"step {step}: validation PSNR {metrics['psnr']:.2f} dB, fPSNR {metrics['fpsnr']:.2f} dB")
+        logger.info(
+            f"step {step}: validation PSNR {metrics['psnr']:.2f} dB, fPSNR {metrics['fpsnr']:.2f} dB "
+            f"(the input composites: {composite_metrics['psnr']:.2f} / {composite_metrics['fpsnr']:.2f} dB)"
+        )
 
     progress = tqdm(
         total=max_train_steps, initial=state.global_step, desc="Pre-training", unit="step",

@@ -136,8 +136,8 @@ def add_training_arguments(
         "--time_budget_minutes",
         type=float,
         default=None,
-        help="Stop cleanly after this many minutes of this invocation (a checkpoint and the final model are "
-        "saved); the schedule still follows --max_train_steps.",
+        help="Stop cleanly after this many minutes of training in this invocation (set-up excluded): a checkpoint "
+        "and the final model are saved. The schedule still follows --max_train_steps.",
     )
 
 
@@ -216,8 +216,10 @@ def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Nam
             resolve_model_config(args.model_config)
         except (ValueError, OSError) as error:
             parser.error(f"--model_config: {error}")
-    elif os.path.sep in args.model_name_or_path or args.model_name_or_path.startswith("."):
-        if not os.path.isdir(args.model_name_or_path):
+    else:
+        # A local path must be a folder; anything else is taken for a Hub id ("user/model") and checked on loading.
+        looks_local = args.model_name_or_path.startswith(("/", "./", "../", "~")) or os.path.exists(args.model_name_or_path)
+        if looks_local and not os.path.isdir(os.path.expanduser(args.model_name_or_path)):
             parser.error(f"--model_name_or_path {args.model_name_or_path!r} is not a directory")
     if args.resume_from_checkpoint not in (None, "latest"):
         if not is_complete_checkpoint(args.resume_from_checkpoint):
@@ -325,13 +327,7 @@ def build_optimizer(model: torch.nn.Module, args: argparse.Namespace, learning_r
         {"params": decay, "weight_decay": args.adam_weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(
-        groups,
-        lr=learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        eps=args.adam_epsilon,
-        fused=torch.cuda.is_available() and next(model.parameters()).is_cuda or None,
-    )
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
 
 
 def effective_learning_rate(args: argparse.Namespace, num_processes: int) -> float:

@@ -33,6 +33,15 @@ LAUNCH_1 = ["--num_processes", "1", "--cpu", "--num_machines", "1", "--mixed_pre
 LAUNCH_2 = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 
+def free_port() -> int:
+    """A free TCP port for the process group (the default 29500 may be taken by another run on the machine)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def common_args(tiny_config: str, output_dir: Path) -> list[str]:
     return [
         "--model_config", tiny_config, "--resolution", "32", "--train_batch_size", "2", "--logging_steps", "1",
@@ -111,7 +120,7 @@ def test_pretrain_two_processes_on_the_embedded_photos(tmp_path, tiny_config, ru
         "--max_train_steps", "3", "--checkpointing_steps", "2", "--validation_steps", "0",
         "--num_validation_composites", "2", "--dataloader_num_workers", "0", "--report_to", "none",
     ]  # fmt: skip
-    result = run_example("run_pretrain.py", args, launcher=LAUNCH_2)
+    result = run_example("run_pretrain.py", args, launcher=LAUNCH_2 + ["--main_process_port", str(free_port())])
     assert "Num processes: 2" in result.stderr + result.stdout
     assert sorted(p.name for p in (output_dir / "checkpoint-2").glob("random_states_*")) == [
         "random_states_0.pkl",
@@ -127,16 +136,17 @@ def test_pretrain_two_processes_on_the_embedded_photos(tmp_path, tiny_config, ru
 def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, tiny_config, photo_folder, example_env, run_in_process):
     """Kill -9 right after the first checkpoint (mid-epoch), resume with `latest`: bit-identical final weights.
 
-    8 training photos, batch 2, accumulation 2: an epoch is 2 optimizer steps, so checkpoint-3 is mid-epoch. The
-    data are read by a worker process; stochastic depth is on; crops, order and composites are random. The killed
-    run is a real process; the resumed and the reference runs run in this process (same single thread).
+    8 training photos, batch 2, accumulation 2, --dataset_repeats 1: an epoch is 2 optimizer steps, so checkpoint-3
+    is mid-epoch (and the run crosses 5 epoch boundaries after it). The data are read by a worker process;
+    stochastic depth is on; crops, order and composites are random. The killed run is a real process; the resumed
+    and the reference runs run in this process (same single thread).
     """
 
     def args(output_dir):
         return common_args(tiny_config, output_dir) + [
             "--train_dir", str(photo_folder), "--max_train_steps", "12", "--gradient_accumulation_steps", "2",
             "--checkpointing_steps", "3", "--validation_steps", "0", "--num_validation_composites", "2",
-            "--dataloader_num_workers", "1", "--report_to", "none",
+            "--dataloader_num_workers", "1", "--report_to", "none", "--dataset_repeats", "1",
         ]  # fmt: skip
 
     uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
@@ -209,5 +219,21 @@ def test_empty_image_folder_is_reported(tmp_path, tiny_config):
     (tmp_path / "empty").mkdir()
     run_pretrain = load_script("run_pretrain.py")
     args = run_pretrain.parse_args(["--train_dir", str(tmp_path / "empty"), "--model_config", tiny_config])
-    with pytest.raises(ValueError, match="no images"):
+    with pytest.raises(ValueError, match="no readable images"):
         run_pretrain.build_datasets(args)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_dataset_name_sources_hold_out_validation_photos(photo_folder, tiny_config, streaming):
+    """--dataset_name (here a local image folder, which `datasets` loads offline), downloaded or streamed."""
+    run_pretrain = load_script("run_pretrain.py")
+    argv = ["--dataset_name", str(photo_folder), "--model_config", tiny_config, "--resolution", "16",
+            "--num_validation_images", "2", "--max_train_steps", "3"] + (["--streaming"] if streaming else [])  # fmt: skip
+    train, validation, source = run_pretrain.build_datasets(run_pretrain.parse_args(argv))
+    assert len(validation) == 2 and validation[0]["pixel_values"].shape == (3, 16, 16)
+    assert str(photo_folder) in source
+    if streaming:
+        samples = list(train)
+        assert len(samples) == 8 and samples[0]["pixel_values"].shape == (3, 16, 16)  # 10 photos - 2 held out
+    else:
+        assert len(train) == 8 and train[5]["pixel_values"].dtype == torch.uint8
