@@ -5,8 +5,9 @@
 #
 # DATA_DIR holds photos/ (unlabeled photos for pre-training) and HOutdoor/ (iHarmony4 layout), e.g. ../shared/data.
 # PROFILE picks the compute budget; the recipe is the same, only steps/batch/precision change:
-#   cpu  (default) — 2 CPU cores: pre-training 600 steps x 8 crops at 128 px (~40 min), each fine-tuning
-#                    200 steps x 8 crops at 128 px (~10 min); evaluation at 256 px (the protocol).
+#   cpu  (default) — 2 CPU cores, about an hour in all: pre-training 300 steps x 8 crops at 128 px, each
+#                    fine-tuning 100 steps x 8 crops at 128 px; evaluation at 256 px (the protocol). A longer
+#                    CPU run: PRETRAIN_ARGS="--max_train_steps 1200" FINETUNE_ARGS="--max_train_steps 400".
 #   gpu            — one H100/H200: bf16, 256 px, 3000 pre-training and 1500 fine-tuning steps.
 # Every pair (LEMaRT vs scratch at the same label fraction) uses the same steps and hyper-parameters.
 # Stages whose output already exists are skipped, so an interrupted study continues where it stopped;
@@ -27,9 +28,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 case "$PROFILE" in
   cpu)
     LAUNCH=("$ACCELERATE" launch --num_processes 1 --cpu)
-    PRETRAIN=(--resolution 128 --train_batch_size 8 --max_train_steps 600 --learning_rate 1e-3
+    PRETRAIN=(--resolution 128 --train_batch_size 8 --max_train_steps 300 --learning_rate 1e-3
               --dataloader_num_workers 1 --num_validation_composites 16)
-    FINETUNE=(--resolution 128 --train_batch_size 8 --max_train_steps 200 --learning_rate 5e-4
+    FINETUNE=(--resolution 128 --train_batch_size 8 --max_train_steps 100 --learning_rate 5e-4
               --dataloader_num_workers 1)
     EVAL_BATCH=16 ;;
   gpu)
@@ -51,8 +52,8 @@ done_in() { [ -f "$1/model.safetensors" ] && [ -f "$1/config.json" ]; }
 if wants pretrain && ! done_in "$OUT_DIR/pretrained"; then
   "${LAUNCH[@]}" "$HERE/run_pretrain.py" --train_dir "$DATA_DIR/photos" --model_config swinih-tiny \
     --mask_strategy random --mask_ratio 0.5 "${PRETRAIN[@]}" --seed 0 \
-    --output_dir "$OUT_DIR/pretrained" --checkpointing_steps 200 --checkpoints_total_limit 2 \
-    --validation_steps 400 --resume_from_checkpoint latest ${PRETRAIN_ARGS:-}
+    --output_dir "$OUT_DIR/pretrained" --checkpointing_steps 100 --checkpoints_total_limit 2 \
+    --validation_steps 150 --resume_from_checkpoint latest ${PRETRAIN_ARGS:-}
 fi
 
 # 2. Fine-tuning at 10% and 100% of the labels, from LEMaRT weights and from scratch.
@@ -64,7 +65,7 @@ if wants finetune; then
       if [ "$init" = lemart ]; then start=(--model_name_or_path "$OUT_DIR/pretrained"); else start=(--model_config swinih-tiny); fi
       "${LAUNCH[@]}" "$HERE/run_finetune.py" --data_dir "$DATA_DIR" --subsets HOutdoor \
         --train_fraction "$fraction" "${start[@]}" "${FINETUNE[@]}" --seed 0 --skip_final_evaluation \
-        --output_dir "$run" --checkpointing_steps 250 --checkpoints_total_limit 1 --validation_steps 0 \
+        --output_dir "$run" --checkpointing_steps 50 --checkpoints_total_limit 1 --validation_steps 0 \
         --resume_from_checkpoint latest ${FINETUNE_ARGS:-}
     done
   done
