@@ -4,6 +4,8 @@ Importing the package registers its models with the transformers Auto classes an
 with transformers' `pipeline()`.
 """
 
+from .evaluation import evaluate_harmonization
+from .metrics import HARMONIZATION_METRIC
 from .models.modeling_harmonization import HarmonizationOutput
 from .models.swinih import (
     SWINIH_PRESETS,
@@ -22,6 +24,7 @@ register_auto_classes()
 register_pipelines()
 
 __all__ = [
+    "HARMONIZATION_METRIC",
     "HarmonizationOutput",
     "ImageHarmonizationPipeline",
     "SWINIH_PRESETS",
@@ -30,4 +33,5 @@ __all__ = [
     "SwinIHImageProcessor",
     "SwinIHModel",
     "SwinIHPreTrainedModel",
+    "evaluate_harmonization",
 ]
