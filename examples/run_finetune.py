@@ -87,26 +87,37 @@ def label_fraction(text: str) -> float:
     try:
         value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 0.1 or a percentage like 10%, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction like 0.1 or a percentage like 10%, got {text!r}"
+        ) from None
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 1] (1%..100% of the training labels), got {text!r}")
     return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     data = parser.add_argument_group("data (iHarmony4 layout)")
     data.add_argument("--data_dir", required=True, help="Root holding <Subset>/{composite_images,masks,real_images}.")
-    data.add_argument("--subsets", nargs="+", default=None, help="Subsets to train and evaluate on (default: all found).")
+    data.add_argument(
+        "--subsets", nargs="+", default=None, help="Subsets to train and evaluate on (default: all found)."
+    )
     data.add_argument(
         "--train_fraction",
         type=label_fraction,
         default=1.0,
         help="Fraction of each subset's training pairs to use, e.g. 0.1 or 10%% (a seeded sample; label efficiency).",
     )
-    data.add_argument("--max_train_samples", type=int, default=None, help="At most this many training pairs per subset.")
     data.add_argument(
-        "--max_eval_samples", type=int, default=None, help="At most this many test pairs per subset in the final evaluation."
+        "--max_train_samples", type=int, default=None, help="At most this many training pairs per subset."
+    )
+    data.add_argument(
+        "--max_eval_samples",
+        type=int,
+        default=None,
+        help="At most this many test pairs per subset in the final evaluation.",
     )
     data.add_argument(
         "--validation_max_samples",
@@ -164,7 +175,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     accelerator = make_accelerator(args)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO
+    )
     for noisy in ("accelerate.checkpointing", "accelerate.accelerator"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logger.info(accelerator.state, main_process_only=False)
@@ -182,10 +195,17 @@ def main(argv: list[str] | None = None) -> dict:
     subsets = args.subsets or find_subsets(args.data_dir)
     try:
         train_rows = load_iharmony4(
-            args.data_dir, subsets, "train", fraction=args.train_fraction, seed=args.seed, max_samples=args.max_train_samples
+            args.data_dir,
+            subsets,
+            "train",
+            fraction=args.train_fraction,
+            seed=args.seed,
+            max_samples=args.max_train_samples,
         )
-        test_rows = None if args.skip_final_evaluation else load_iharmony4(
-            args.data_dir, subsets, "test", max_samples=args.max_eval_samples
+        test_rows = (
+            None
+            if args.skip_final_evaluation
+            else load_iharmony4(args.data_dir, subsets, "test", max_samples=args.max_eval_samples)
         )
         validation_rows = (
             load_iharmony4(args.data_dir, subsets, "test", max_samples=args.validation_max_samples)
@@ -294,7 +314,10 @@ def main(argv: list[str] | None = None) -> dict:
         grid = None
         if first_batch:
             grid = make_sample_grid(
-                first_batch["composite"], first_batch["mask"], first_batch["harmonized"], first_batch["real"],
+                first_batch["composite"],
+                first_batch["mask"],
+                first_batch["harmonized"],
+                first_batch["real"],
                 max_rows=args.num_sample_rows,
             )
             if grid_step is not None:
@@ -304,7 +327,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     last_validation: dict = {}
     progress = tqdm(
-        total=max_train_steps, initial=state.global_step, desc="Fine-tuning", unit="step",
+        total=max_train_steps,
+        initial=state.global_step,
+        desc="Fine-tuning",
+        unit="step",
         disable=not accelerator.is_local_main_process,
     )
     budget, throughput = TimeBudget(args.time_budget_minutes), Throughput()
@@ -367,8 +393,12 @@ def main(argv: list[str] | None = None) -> dict:
                 if validation_rows is not None and state.global_step % args.validation_steps == 0:
                     results, _ = evaluate(validation_rows, "validation", state.global_step)
                     last_validation = {**results.all, "step": state.global_step}
-                    accelerator.log({f"val/{k}": results.all[k] for k in ("mse", "psnr", "fmse", "fpsnr")}, step=state.global_step)
-                    logger.info(f"step {state.global_step}: test-subset PSNR {results.all['psnr']:.2f} dB, fPSNR {results.all['fpsnr']:.2f} dB")
+                    accelerator.log(
+                        {f"val/{k}": results.all[k] for k in ("mse", "psnr", "fmse", "fpsnr")}, step=state.global_step
+                    )
+                    logger.info(
+                        f"step {state.global_step}: test-subset PSNR {results.all['psnr']:.2f} dB, fPSNR {results.all['fpsnr']:.2f} dB"
+                    )
                 if stop_reason or state.global_step >= max_train_steps:
                     break
             else:
@@ -419,7 +449,9 @@ def main(argv: list[str] | None = None) -> dict:
         if grid is not None:
             save_sample_grid(grid, args.output_dir, state.global_step)
             files["sample_grid.png"] = image_bytes(grid)
-        files["README.md"] = finetune_card(args, summary, results, subsets, learning_rate, max_train_steps, grid is not None)
+        files["README.md"] = finetune_card(
+            args, summary, results, subsets, learning_rate, max_train_steps, grid is not None
+        )
     save_final_model(accelerator, model, image_processor, args.output_dir, files)
     logger.info(f"saved the model to {args.output_dir}")
 
@@ -459,7 +491,11 @@ def finetune_card(args, summary, results, subsets, learning_rate, max_train_step
                 metrics.append(
                     CardMetric(label, key, results.table[row][key], name, dataset_type, "test", dataset_config=row)
                 )
-    start = f"the pre-trained model `{args.model_name_or_path}`" if args.model_name_or_path else f"scratch ({args.model_config})"
+    start = (
+        f"the pre-trained model `{args.model_name_or_path}`"
+        if args.model_name_or_path
+        else f"scratch ({args.model_config})"
+    )
     stopped = f" (stopped early: {summary['stopped_early']})" if summary["stopped_early"] else ""
     text = (
         f"Image harmonization model fine-tuned from {start} on {summary['train_pairs']} labeled pairs "
@@ -469,7 +505,9 @@ def finetune_card(args, summary, results, subsets, learning_rate, max_train_step
     )
     results_md = ""
     if results is not None:
-        results_md = f"Test split, scored with `lemart_hf.evaluation.evaluate_harmonization` (as `examples/run_eval.py`):\n\n"
+        results_md = (
+            "Test split, scored with `lemart_hf.evaluation.evaluate_harmonization` (as `examples/run_eval.py`):\n\n"
+        )
         results_md += results.to_markdown()
     recipe = {
         "initialisation": args.model_name_or_path or f"random ({args.model_config})",

@@ -18,6 +18,12 @@ photo back (MSE). The result is a `save_pretrained` folder to fine-tune with `ru
     # continue an interrupted run exactly where it stopped
     accelerate launch examples/run_pretrain.py ... --resume_from_checkpoint latest
 
+    # data parallel: one process per GPU, or (gloo) processes on a CPU-only machine. Note: accelerate 1.x runs
+    # `--cpu --num_processes 2` as a single process; `--multi_gpu` without GPUs gives real CPU processes.
+    accelerate launch --multi_gpu --num_processes 2 examples/run_pretrain.py ...
+
+On a busy CPU, one intra-op thread per process (OMP_NUM_THREADS=1) can be twice as fast as accelerate's default.
+
 Outputs in --output_dir: the model (config.json, model.safetensors, the model code), preprocessor_config.json, a
 README.md model card, train_results.json, sample grids (samples/, columns composite | mask | prediction |
 original), tracker logs (logs/) and checkpoint-{step} folders.
@@ -83,7 +89,9 @@ VALIDATION_STREAM = 2**62
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     data = parser.add_argument_group("data (default: the photos embedded in the [dev] install)")
     data.add_argument("--train_dir", default=None, help="A folder of photos (searched recursively).")
     data.add_argument("--dataset_name", default=None, help="A Hub dataset id or a local dataset folder with images.")
@@ -123,7 +131,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
 
     lemart = parser.add_argument_group("LEMaRT composites")
-    lemart.add_argument("--mask_strategy", choices=MASK_STRATEGIES, default="random", help="Foreground masks (paper: random).")
+    lemart.add_argument(
+        "--mask_strategy", choices=MASK_STRATEGIES, default="random", help="Foreground masks (paper: random)."
+    )
     lemart.add_argument("--mask_ratio", type=float, default=0.5, help="Foreground fraction of each mask (paper: 0.5).")
     lemart.add_argument("--mask_grid_size", type=int, default=8, help="Patches per side for random and grid masks.")
     lemart.add_argument(
@@ -257,7 +267,9 @@ def make_validation_set(validation_photos, composer: LEMaRTComposer, args: argpa
     """Fixed LEMaRT composites of the held-out photos (centre crops, cycled), made once with a fixed generator."""
     if validation_photos is None or args.num_validation_composites == 0:
         return None
-    crops = [validation_photos[i % len(validation_photos)]["pixel_values"] for i in range(args.num_validation_composites)]
+    crops = [
+        validation_photos[i % len(validation_photos)]["pixel_values"] for i in range(args.num_validation_composites)
+    ]
     images = torch.stack(crops).float().div_(255)
     return composer(images, generator=generator_for_step(args.seed, VALIDATION_STREAM))
 
@@ -292,7 +304,9 @@ def mean_metrics(predictions: torch.Tensor, validation: dict) -> dict[str, float
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     accelerator = make_accelerator(args)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.INFO
+    )
     for noisy in ("accelerate.checkpointing", "accelerate.accelerator"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logger.info(accelerator.state, main_process_only=False)
@@ -416,7 +430,11 @@ def main(argv: list[str] | None = None) -> dict:
         last_validation.update(metrics, step=step)
         accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
         grid = make_sample_grid(
-            validation["pixel_values"][:, :3], validation["mask"], predictions, validation["labels"], max_rows=args.num_sample_rows
+            validation["pixel_values"][:, :3],
+            validation["mask"],
+            predictions,
+            validation["labels"],
+            max_rows=args.num_sample_rows,
         )
         save_sample_grid(grid, args.output_dir, step)
         log_sample_grid(accelerator, grid, step)
@@ -426,7 +444,10 @@ def main(argv: list[str] | None = None) -> dict:
         )
 
     progress = tqdm(
-        total=max_train_steps, initial=state.global_step, desc="Pre-training", unit="step",
+        total=max_train_steps,
+        initial=state.global_step,
+        desc="Pre-training",
+        unit="step",
         disable=not accelerator.is_local_main_process,
     )
     budget, throughput = TimeBudget(args.time_budget_minutes), Throughput()
@@ -450,7 +471,9 @@ def main(argv: list[str] | None = None) -> dict:
                 images = batch["pixel_values"].to(composite_device, non_blocking=True).float().div_(255)
                 stream = state.micro_step * num_processes + accelerator.process_index
                 with torch.no_grad():
-                    composed = composer(images, generator=generator_for_step(args.seed, stream, device=composite_device))
+                    composed = composer(
+                        images, generator=generator_for_step(args.seed, stream, device=composite_device)
+                    )
                 pixel_values = composed["pixel_values"].to(accelerator.device, non_blocking=True)
                 labels = composed["labels"].to(accelerator.device, non_blocking=True)
                 timings["composite"] += time.perf_counter() - tick
@@ -552,7 +575,9 @@ def main(argv: list[str] | None = None) -> dict:
         if os.path.isfile(sample_path):
             with open(sample_path, "rb") as f:
                 files["sample_grid.png"] = f.read()
-        files["README.md"] = pretrain_card(args, summary, data_source, learning_rate, max_train_steps, "sample_grid.png" in files)
+        files["README.md"] = pretrain_card(
+            args, summary, data_source, learning_rate, max_train_steps, "sample_grid.png" in files
+        )
     save_final_model(accelerator, model, image_processor, args.output_dir, files)
     logger.info(f"saved the model to {args.output_dir}")
 
@@ -570,7 +595,9 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
-def pretrain_card(args, summary: dict, data_source: str, learning_rate: float, max_train_steps: int, has_sample: bool) -> str:
+def pretrain_card(
+    args, summary: dict, data_source: str, learning_rate: float, max_train_steps: int, has_sample: bool
+) -> str:
     model_name = default_hub_model_id(args)
     validation = summary["validation"]
     dataset_name = f"LEMaRT composites of held-out photos ({data_source})"

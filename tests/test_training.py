@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +162,11 @@ def test_load_crop_handles_modes_orientation_and_big_jpegs(tmp_path):
     assert crop[2, 3, 20] > 200 and crop[0, 3, 20] < 60  # top middle: blue
     assert crop[0, 20, 6] > 200 and crop[2, 20, 6] < 60  # left middle: red (unrotated, it would be blue)
     # A big JPEG takes the draft path (reduced decode) and gives the same picture as a full decode.
-    big = Image.fromarray(np.kron(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8), np.ones((100, 100, 1), dtype=np.uint8)))
+    big = Image.fromarray(
+        np.kron(
+            np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8), np.ones((100, 100, 1), dtype=np.uint8)
+        )
+    )
     big.save(tmp_path / "big.jpg", quality=95)
     fast = load_crop(tmp_path / "big.jpg", 32, generator=None).float()
     full = torch.from_numpy(np.array(big.resize((32, 32), Image.BILINEAR))).permute(2, 0, 1).float()
@@ -202,7 +205,14 @@ def test_training_pairs_crop_composite_mask_and_real_alike():
     mask = np.zeros((40, 64), np.uint8)
     mask[10:30, 16:48] = 255
     composite = np.where(mask[..., None] > 0, real + 50, real).astype(np.uint8)
-    rows = [{"composite": Image.fromarray(composite), "mask": Image.fromarray(mask), "real": Image.fromarray(real), "name": "a_1_1.jpg"}]
+    rows = [
+        {
+            "composite": Image.fromarray(composite),
+            "mask": Image.fromarray(mask),
+            "real": Image.fromarray(real),
+            "name": "a_1_1.jpg",
+        }
+    ]
     pairs = HarmonizationTrainingPairs(rows, 24, seed=0)
     for key in range(6):
         sample = pairs[key]
@@ -239,7 +249,9 @@ def test_optimizer_has_paper_defaults_and_no_decay_on_norms_and_biases():
     args = argparse.Namespace(adam_beta1=0.9, adam_beta2=0.95, adam_epsilon=1e-8, adam_weight_decay=0.05)
     optimizer = build_optimizer(model, args, 1e-3)
     decay, no_decay = optimizer.param_groups
-    assert optimizer.defaults["betas"] == (0.9, 0.95) and decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0
+    assert (
+        optimizer.defaults["betas"] == (0.9, 0.95) and decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0
+    )
     assert all(p.ndim > 1 for p in decay["params"])
     names = {id(p): n for n, p in model.named_parameters()}
     assert any("relative_position_bias_table" in names[id(p)] for p in no_decay["params"])
@@ -265,7 +277,12 @@ def test_sample_grid_columns_are_composite_mask_prediction_original():
     assert grid.size == (4 * 48 + 3 * 2, 14 + 2 * 48 + 2)  # header strip, 2 rows, 2-pixel gaps
     row = array[14 + 24]
     assert [int(row[24 + column * 50][0]) for column in range(4)] == [51, 255, 153, 204]
-    small = make_sample_grid(constant(0.2)[:, :, :8, :8], constant(1.0, 1)[:, :, :8, :8], constant(0.6)[:, :, :8, :8], constant(0.8)[:, :, :8, :8])
+    small = make_sample_grid(
+        constant(0.2)[:, :, :8, :8],
+        constant(1.0, 1)[:, :, :8, :8],
+        constant(0.6)[:, :, :8, :8],
+        constant(0.8)[:, :, :8, :8],
+    )
     assert small.size == (4 * 8 + 6, 2 * 8 + 2)  # tiles too small for labels: no header
 
 

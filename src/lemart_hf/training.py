@@ -218,15 +218,16 @@ def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Nam
             parser.error(f"--model_config: {error}")
     else:
         # A local path must be a folder; anything else is taken for a Hub id ("user/model") and checked on loading.
-        looks_local = args.model_name_or_path.startswith(("/", "./", "../", "~")) or os.path.exists(args.model_name_or_path)
+        looks_local = args.model_name_or_path.startswith(("/", "./", "../", "~")) or os.path.exists(
+            args.model_name_or_path
+        )
         if looks_local and not os.path.isdir(os.path.expanduser(args.model_name_or_path)):
             parser.error(f"--model_name_or_path {args.model_name_or_path!r} is not a directory")
-    if args.resume_from_checkpoint not in (None, "latest"):
-        if not is_complete_checkpoint(args.resume_from_checkpoint):
-            parser.error(
-                f"--resume_from_checkpoint {args.resume_from_checkpoint!r} is not a complete checkpoint folder "
-                f"(one named {CHECKPOINT_PREFIX}<step> holding {TRAINING_STATE_FILE}); use 'latest' or a path"
-            )
+    if args.resume_from_checkpoint not in (None, "latest") and not is_complete_checkpoint(args.resume_from_checkpoint):
+        parser.error(
+            f"--resume_from_checkpoint {args.resume_from_checkpoint!r} is not a complete checkpoint folder "
+            f"(one named {CHECKPOINT_PREFIX}<step> holding {TRAINING_STATE_FILE}); use 'latest' or a path"
+        )
 
 
 # ======================================================================================================
@@ -311,8 +312,9 @@ def load_model(args: argparse.Namespace):
         model = SwinIHForHarmonization(resolve_model_config(args.model_config))
         image_processor = SwinIHImageProcessor(size=size)
     model.config.loss_type = args.loss_type
-    if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    if args.gradient_checkpointing:  # transformers >= 5.2x renamed it
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
     return model, image_processor
 
 
@@ -398,7 +400,7 @@ class TrainingState:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainingState":
+    def from_json(cls, text: str) -> TrainingState:
         data = json.loads(text)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -655,7 +657,12 @@ class HarmonizationTrainingPairs(torch.utils.data.Dataset):
             generator=keyed_generator(self.seed, key),
         )
         mask = (tensors["mask"] > 0.5).float() if self.binary_mask else tensors["mask"].clamp(0, 1)
-        return {"composite": tensors["composite"].clamp(0, 1), "mask": mask, "real": tensors["real"].clamp(0, 1), "key": key}
+        return {
+            "composite": tensors["composite"].clamp(0, 1),
+            "mask": mask,
+            "real": tensors["real"].clamp(0, 1),
+            "key": key,
+        }
 
 
 def collate_pairs(samples: list[dict]) -> dict[str, torch.Tensor]:
@@ -724,7 +731,7 @@ def log_sample_grid(accelerator, grid, step: int, tag: str = "samples") -> None:
                 tracker.writer.add_image(tag, array, step, dataformats="HWC")
             elif hasattr(tracker, "log_images"):
                 tracker.log_images({tag: [array]}, step=step)
-        except Exception as error:  # a tracker that cannot take images must not stop training
+        except Exception as error:  # noqa: BLE001  (a tracker that cannot take images must not stop training)
             logger.warning("could not log images to %s: %s", tracker.name, error)
 
 
@@ -745,7 +752,9 @@ def command_line(script: str) -> str:
     return "accelerate launch " + shlex.join([script, *sys.argv[1:]])
 
 
-def save_final_model(accelerator, model, image_processor, output_dir: str | os.PathLike, files: dict | None = None) -> None:
+def save_final_model(
+    accelerator, model, image_processor, output_dir: str | os.PathLike, files: dict | None = None
+) -> None:
     """`save_pretrained` of the unwrapped model and the image processor, plus extra files (README.md, ...).
 
     Written into a temporary folder first, then moved file by file into ``output_dir``, so a kill leaves either
@@ -844,31 +853,35 @@ def model_card(
         sections.append("## Results\n\n" + results_markdown.strip() + "\n")
     if sample_image:
         sections.append(
-            "## Samples\n\nColumns: composite | mask | prediction | original.\n\n" f"![samples]({sample_image})\n"
+            f"## Samples\n\nColumns: composite | mask | prediction | original.\n\n![samples]({sample_image})\n"
         )
     sections += [
-        "## Usage\n\n"
-        "```python\n"
-        "import lemart_hf  # registers the model with the Auto classes\n"
-        "from transformers import AutoImageProcessor, AutoModelForImageToImage\n\n"
-        f'model = AutoModelForImageToImage.from_pretrained("{model_name}")\n'
-        f'processor = AutoImageProcessor.from_pretrained("{model_name}")\n'
-        "inputs = processor(images=composite, masks=mask)  # PIL / numpy / torch; mask 1 = foreground\n"
-        "outputs = model(pixel_values=inputs['pixel_values'])\n"
-        "harmonized = processor.post_process_harmonization(outputs, target_sizes=inputs['original_sizes'])[0]\n"
-        "```\n\n"
-        "Without lemart_hf installed, pass `trust_remote_code=True` (the model code is saved next to the weights).\n",
+        (
+            "## Usage\n\n"
+            "```python\n"
+            "import lemart_hf  # registers the model with the Auto classes\n"
+            "from transformers import AutoImageProcessor, AutoModelForImageToImage\n\n"
+            f'model = AutoModelForImageToImage.from_pretrained("{model_name}")\n'
+            f'processor = AutoImageProcessor.from_pretrained("{model_name}")\n'
+            "inputs = processor(images=composite, masks=mask)  # PIL / numpy / torch; mask 1 = foreground\n"
+            "outputs = model(pixel_values=inputs['pixel_values'])\n"
+            "harmonized = processor.post_process_harmonization(outputs, target_sizes=inputs['original_sizes'])[0]\n"
+            "```\n\n"
+            "Without lemart_hf installed, pass `trust_remote_code=True` (the model code is saved next to the weights).\n"
+        ),
         "## Training recipe\n\n| setting | value |\n| --- | --- |\n" + recipe_rows + "\n",
         "## Command\n\n```bash\n" + command + "\n```\n",
-        "## Citation\n\n"
-        "```bibtex\n"
-        "@inproceedings{liu2023lemart,\n"
-        "  title     = {LEMaRT: Label-Efficient Masked Region Transform for Image Harmonization},\n"
-        "  author    = {Liu, Sheng and Huynh, Cong Phuoc and Chen, Cong and Arap, Maxim and Hamid, Raffay},\n"
-        "  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},\n"
-        "  year      = {2023}\n"
-        "}\n"
-        "```\n",
+        (
+            "## Citation\n\n"
+            "```bibtex\n"
+            "@inproceedings{liu2023lemart,\n"
+            "  title     = {LEMaRT: Label-Efficient Masked Region Transform for Image Harmonization},\n"
+            "  author    = {Liu, Sheng and Huynh, Cong Phuoc and Chen, Cong and Arap, Maxim and Hamid, Raffay},\n"
+            "  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},\n"
+            "  year      = {2023}\n"
+            "}\n"
+            "```\n"
+        ),
     ]
     return "\n".join(sections)
 

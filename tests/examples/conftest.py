@@ -98,15 +98,21 @@ def load_script(name: str):
     return module
 
 
-def run_script(script: str, args: list[str], *, launcher: list[str] | None = None, timeout: int = 300, check: bool = True):
+def run_script(
+    script: str, args: list[str], *, launcher: list[str] | None = None, timeout: int = 300, check: bool = True
+):
     """Run an example script in a subprocess (``python`` or ``accelerate launch`` when ``launcher`` is given)."""
     if launcher is None:
         command = [sys.executable, str(EXAMPLES / script), *args]
     else:
         command = [sys.executable, "-m", "accelerate.commands.launch", *launcher, str(EXAMPLES / script), *args]
-    result = subprocess.run(command, cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        command, cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 

@@ -56,8 +56,9 @@ def test_finetune_end_to_end_with_accelerate_launch(tmp_path, iharmony4_root, pr
 
     state = json.loads((output_dir / "checkpoint-2" / "training_state.json").read_text())
     assert state["run"]["train_pairs"] == 4  # 50% of the 8 training pairs
-    import lemart_hf  # noqa: F401
     from transformers import AutoModelForImageToImage
+
+    import lemart_hf  # noqa: F401
 
     model = AutoModelForImageToImage.from_pretrained(output_dir)
     assert model.config.loss_type == "fn_mse"
@@ -83,7 +84,18 @@ def test_finetune_end_to_end_with_accelerate_launch(tmp_path, iharmony4_root, pr
 
     AcceleratorState._reset_state(reset_partial_state=True)
     try:
-        run_eval.main(["--data_dir", str(iharmony4_root), "--model", str(output_dir), "--output_dir", str(tmp_path / "eval"), "--num_workers", "0"])
+        run_eval.main(
+            [
+                "--data_dir",
+                str(iharmony4_root),
+                "--model",
+                str(output_dir),
+                "--output_dir",
+                str(tmp_path / "eval"),
+                "--num_workers",
+                "0",
+            ]
+        )
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
     evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())
@@ -133,12 +145,11 @@ def test_push_to_hub_uploads_the_final_folder(tmp_path, iharmony4_root, tiny_con
     monkeypatch.setattr(huggingface_hub, "create_repo", fake_create_repo)
     monkeypatch.setattr(huggingface_hub, "upload_folder", fake_upload_folder)
     output_dir = tmp_path / "tiny-harmonizer"
-    run_in_process(
-        "run_finetune.py",
-        common_args(iharmony4_root, output_dir)
-        + ["--model_config", tiny_config, "--max_train_steps", "2", "--checkpointing_steps", "1", "--validation_steps", "0",
-           "--dataloader_num_workers", "0", "--push_to_hub", "--hub_token", "hf_x", "--max_eval_samples", "2"],  # fmt: skip
-    )
+    extra = [
+        "--model_config", tiny_config, "--max_train_steps", "2", "--checkpointing_steps", "1", "--validation_steps", "0",
+        "--dataloader_num_workers", "0", "--push_to_hub", "--hub_token", "hf_x", "--max_eval_samples", "2",
+    ]  # fmt: skip
+    run_in_process("run_finetune.py", common_args(iharmony4_root, output_dir) + extra)
     assert calls["create_repo"] == ("tiny-harmonizer", {"exist_ok": True, "token": "hf_x", "private": False})
     upload = calls["upload_folder"]
     assert upload["repo_id"] == "user/tiny-harmonizer" and Path(upload["folder_path"]) == output_dir
@@ -181,11 +192,10 @@ def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "HOutdoor").is_dir(), reason="../shared/data is not present")
 def test_finetune_on_shared_houtdoor_smoke(tmp_path, shared_data, tiny_config, run_in_process):
     """Two steps on 1% of the real HOutdoor labels, scored on 4 test pairs per subset."""
-    summary = run_in_process(
-        "run_finetune.py",
-        common_args(shared_data, tmp_path / "houtdoor")
-        + ["--subsets", "HOutdoor", "--model_config", tiny_config, "--train_fraction", "1%", "--max_train_steps", "2",
-           "--validation_steps", "0", "--max_eval_samples", "4", "--dataloader_num_workers", "0"],  # fmt: skip
-    )
+    extra = [
+        "--subsets", "HOutdoor", "--model_config", tiny_config, "--train_fraction", "1%", "--max_train_steps", "2",
+        "--validation_steps", "0", "--max_eval_samples", "4", "--dataloader_num_workers", "0",
+    ]  # fmt: skip
+    summary = run_in_process("run_finetune.py", common_args(shared_data, tmp_path / "houtdoor") + extra)
     assert summary["train_pairs"] == 9  # round(1% of 878)
     assert summary["test"]["All"]["images"] == 4

@@ -4,6 +4,7 @@ after a kill, the output folder, the model card, NaN handling and argument error
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -26,11 +27,22 @@ def load_script(name: str):
     spec.loader.exec_module(module)
     return module
 
+
 # One process on the CPU, every launch default given (no warning, no accelerate config file needed).
 LAUNCH_1 = ["--num_processes", "1", "--cpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 # Real data parallelism on the CPU: accelerate 1.x runs `--cpu --num_processes 2` as ONE process (its simple
 # launcher); torch.distributed's launcher (`--multi_gpu`) on a machine without GPUs gives 2 gloo processes.
-LAUNCH_2 = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+LAUNCH_2 = [
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
 
 
 def free_port() -> int:
@@ -72,9 +84,9 @@ def test_pretrain_end_to_end_with_accelerate_launch(tmp_path, tiny_config, photo
     assert state["global_step"] == 4 and state["micro_step"] == 4 and state["images_seen"] == 8
 
     # The final folder loads with the model class and the Auto classes.
-    import lemart_hf  # noqa: F401  (registers the Auto classes)
     from transformers import AutoImageProcessor, AutoModelForImageToImage
 
+    import lemart_hf  # noqa: F401  (registers the Auto classes)
     from lemart_hf import SwinIHForHarmonization
 
     model = SwinIHForHarmonization.from_pretrained(output_dir).eval()
@@ -91,7 +103,7 @@ def test_pretrain_end_to_end_with_accelerate_launch(tmp_path, tiny_config, photo
     assert meta["pipeline_tag"] == "image-to-image" and meta["library_name"] == "transformers"
     assert {"image-harmonization", "lemart"} <= set(meta["tags"])
     metrics = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
-    assert set(metrics) == {"psnr", "fpsnr", "mse", "fmse"} and all(v == v for v in metrics.values())
+    assert set(metrics) == {"psnr", "fpsnr", "mse", "fmse"} and all(math.isfinite(v) for v in metrics.values())
     card = (output_dir / "README.md").read_text()
     assert "examples/run_pretrain.py" in card and "--max_train_steps 4" in card
 
@@ -108,7 +120,9 @@ def test_pretrain_end_to_end_with_accelerate_launch(tmp_path, tiny_config, photo
     from lemart_hf.training import files_to_upload
 
     uploaded = files_to_upload(output_dir)
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "sample_grid.png"} <= set(uploaded)
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "sample_grid.png"} <= set(
+        uploaded
+    )
     assert not [f for f in uploaded if f.startswith(("checkpoint-", "logs/", "samples/"))]
 
 
@@ -133,7 +147,9 @@ def test_pretrain_two_processes_on_the_embedded_photos(tmp_path, tiny_config, ru
     SwinIHForHarmonization.from_pretrained(output_dir)
 
 
-def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, tiny_config, photo_folder, example_env, run_in_process):
+def test_killed_and_resumed_run_ends_with_the_same_weights(
+    tmp_path, tiny_config, photo_folder, example_env, run_in_process
+):
     """Kill -9 right after the first checkpoint (mid-epoch), resume with `latest`: bit-identical final weights.
 
     8 training photos, batch 2, accumulation 2, --dataset_repeats 1: an epoch is 2 optimizer steps, so checkpoint-3

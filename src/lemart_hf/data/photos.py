@@ -131,7 +131,11 @@ def _crop_opened(image: Image.Image, resolution: int, scale, hflip: bool, genera
         left, top, side = (round(v * factor) for v in (left, top, side))
         left, top, side = _refit_box(image.size, left, top, side)
     # RGB / L / P convert directly; other modes (16-bit, float, transparency, CMYK) as lemart_hf.lemart does.
-    image = image.convert("RGB") if image.mode in ("RGB", "L", "P") and "transparency" not in image.info else to_rgb_image(image)
+    image = (
+        image.convert("RGB")
+        if image.mode in ("RGB", "L", "P") and "transparency" not in image.info
+        else to_rgb_image(image)
+    )
     crop = image.resize((resolution, resolution), Image.BILINEAR, box=(left, top, left + side, top + side))
     if flip:
         crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
@@ -163,7 +167,7 @@ class PhotoDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        images: Sequence[str] | "datasets.Dataset",  # noqa: F821
+        images: Sequence[str] | datasets.Dataset,  # noqa: F821
         resolution: int,
         *,
         seed: int = 0,
@@ -236,7 +240,9 @@ class StreamingPhotos(torch.utils.data.IterableDataset):
         dataset = dataset.select_columns([image_column])
         if features is not None:
             dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
-        self.dataset = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size) if shuffle_buffer_size > 1 else dataset
+        self.dataset = (
+            dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size) if shuffle_buffer_size > 1 else dataset
+        )
         self.resolution = resolution
         self.seed = seed
         self.crop_scale = tuple(crop_scale)
