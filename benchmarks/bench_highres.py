@@ -32,7 +32,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -47,8 +46,15 @@ from PIL import Image
 from lemart_hf.highres import _resize, transfer_harmonization
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SKIMAGE_PHOTOS = ("retina.jpg", "hubble_deep_field.jpg", "motorcycle_left.png", "rocket.jpg", "coffee.png",
-                  "astronaut.png", "chelsea.png")
+SKIMAGE_PHOTOS = (
+    "retina.jpg",
+    "hubble_deep_field.jpg",
+    "motorcycle_left.png",
+    "rocket.jpg",
+    "coffee.png",
+    "astronaut.png",
+    "chelsea.png",
+)
 METHODS = ("affine", "offset", "resize")
 
 
@@ -107,7 +113,9 @@ def square(image: torch.Tensor, size: int | None) -> torch.Tensor:
     image = image[:, top : top + side, left : left + side]
     if size is None or size == side:
         return image
-    return F.interpolate(image[None], size=(size, size), mode="bicubic", align_corners=False, antialias=size < side)[0].clamp(0, 1)
+    return F.interpolate(image[None], size=(size, size), mode="bicubic", align_corners=False, antialias=size < side)[
+        0
+    ].clamp(0, 1)
 
 
 def full_size_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
@@ -116,6 +124,7 @@ def full_size_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
 
 def recolour(image: torch.Tensor, generator: torch.Generator, spatial: bool) -> torch.Tensor:
     """A random colour change of the whole image; with `spatial`, times a smooth random illumination field."""
+
     def uniform(low, high, *shape):
         return low + (high - low) * torch.rand(*shape, generator=generator)
 
@@ -124,8 +133,9 @@ def recolour(image: torch.Tensor, generator: torch.Generator, spatial: bool) -> 
     gray = out.mean(0, keepdim=True)
     out = (gray + uniform(0.5, 1.5, 1) * (out - gray)).clamp(0, 1) ** uniform(0.7, 1.4, 1)
     if spatial:
-        field = F.interpolate(torch.randn(1, 1, 3, 3, generator=generator), size=image.shape[-2:], mode="bicubic",
-                              align_corners=False)[0]
+        field = F.interpolate(
+            torch.randn(1, 1, 3, 3, generator=generator), size=image.shape[-2:], mode="bicubic", align_corners=False
+        )[0]
         out = out * torch.exp(0.35 * field.clamp(-2, 2))
     return out.clamp(0, 1)
 
@@ -182,22 +192,46 @@ def quality(args, model) -> dict:
             prediction, composite_low, mask_low = low_resolution_prediction(model, composite, mask, real, working)
             group = name.split("/")[0]
             for method in METHODS:
-                output = transfer_harmonization(composite, mask, prediction, composite_low, mask_low, method=method,
-                                                prediction_is_blended=blended, radius=args.radius, eps=args.eps)
+                output = transfer_harmonization(
+                    composite,
+                    mask,
+                    prediction,
+                    composite_low,
+                    mask_low,
+                    method=method,
+                    prediction_is_blended=blended,
+                    radius=args.radius,
+                    eps=args.eps,
+                )
                 scores[group][method].append(fpsnr(output, real, mask))
             scores[group]["unchanged"].append(fpsnr(composite, real, mask))
-            if args.grid and size == max(s for s in sizes if s is not None) and group == "skimage" and name.endswith("coffee.png"):
+            if (
+                args.grid
+                and size == max(s for s in sizes if s is not None)
+                and group == "skimage"
+                and name.endswith("coffee.png")
+            ):
                 save_grid(args.grid, real, composite, mask, prediction, composite_low, mask_low, blended)
-        table[label] = {g: {m: (statistics.mean(v), len(v)) for m, v in s.items() if v} for g, s in scores.items() if s["affine"]}
+        table[label] = {
+            g: {m: (statistics.mean(v), len(v)) for m, v in s.items() if v} for g, s in scores.items() if s["affine"]
+        }
         for group, row in table[label].items():
-            print(f"{label:>6} {group:<9} n={row['affine'][1]:<3} " + "  ".join(f"{m} {v[0]:6.2f}" for m, v in row.items()), flush=True)
+            print(
+                f"{label:>6} {group:<9} n={row['affine'][1]:<3} "
+                + "  ".join(f"{m} {v[0]:6.2f}" for m, v in row.items()),
+                flush=True,
+            )
     return table
 
 
 def save_grid(path, real, composite, mask, prediction, composite_low, mask_low, blended):
     """Crops at the mask's edge, at full size: composite | (b) resize | (a) affine | real, and the mask."""
-    outputs = {m: transfer_harmonization(composite, mask, prediction, composite_low, mask_low, method=m,
-                                         prediction_is_blended=blended) for m in ("resize", "affine")}
+    outputs = {
+        m: transfer_harmonization(
+            composite, mask, prediction, composite_low, mask_low, method=m, prediction_is_blended=blended
+        )
+        for m in ("resize", "affine")
+    }
     edge = (F.max_pool2d(mask[None], 9, 1, 4)[0] - mask)[0]
     ys, xs = torch.nonzero(edge, as_tuple=True)
     side = min(384, real.shape[-1])
@@ -212,6 +246,25 @@ def save_grid(path, real, composite, mask, prediction, composite_low, mask_low, 
 
 
 # ----- speed and memory -----------------------------------------------------------------------------------------
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def resident_mb(reset_peak: bool = False) -> float:
+    """Resident memory now (MB); optionally reset the kernel's high-water mark (VmHWM) to it first (Linux)."""
+    if reset_peak:
+        Path("/proc/self/clear_refs").write_text("5")
+    return _status_mb("VmRSS")
+
+
+def peak_resident_mb() -> float:
+    """Peak resident memory (MB) since the last `resident_mb(reset_peak=True)`."""
+    return _status_mb("VmHWM")
+
+
 def speed_worker(args) -> None:
     """One (size, method) in this process: print a JSON line with seconds per image and peak extra memory."""
     from transformers import pipeline
@@ -222,8 +275,9 @@ def speed_worker(args) -> None:
     torch.manual_seed(0)
     model = SwinIHForHarmonization(SwinIHConfig.from_preset(args.config)).eval()
     processor = SwinIHImageProcessor(size={"height": args.working_size, "width": args.working_size})
-    pipe = pipeline("image-harmonization", model=model, image_processor=processor, device=args.device,
-                    highres_method=args.method)
+    pipe = pipeline(
+        "image-harmonization", model=model, image_processor=processor, device=args.device, highres_method=args.method
+    )
     size = args.worker_size
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
@@ -235,7 +289,7 @@ def speed_worker(args) -> None:
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = resident_mb(reset_peak=True)
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
@@ -243,7 +297,7 @@ def speed_worker(args) -> None:
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_resident_mb()
     # Model alone at the working size, for the split of the time.
     pixel_values = torch.rand(1, 4, args.working_size, args.working_size, device=args.device)
     model_times = []
@@ -254,12 +308,26 @@ def speed_worker(args) -> None:
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         model_times.append(time.perf_counter() - start)
+    # The transfer alone (what differs between the methods), on tensors already in memory.
+    composite = torch.rand(3, size, size, device=args.device)
+    full_mask = torch.from_numpy(mask_array).float().div(255)[None].to(args.device)
+    working = (args.working_size, args.working_size)
+    composite_low, mask_low = _resize(composite, working), _resize(full_mask, working)
+    prediction = (composite_low * 0.9 + 0.05).clamp(0, 1)
+    transfer_times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        transfer_harmonization(composite, full_mask, prediction, composite_low, mask_low, method=args.method)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        transfer_times.append(time.perf_counter() - start)
     result = {
+        "transfer_seconds": statistics.median(transfer_times),
         "size": size,
         "method": args.method,
         "seconds": statistics.median(times),
         "model_seconds": statistics.median(model_times),
-        "peak_extra_mb": (peak - before) / 1024,
+        "peak_extra_mb": peak - before,
         "input_mb": size * size * 4 / 2**20,
     }
     if args.device.startswith("cuda"):
@@ -271,21 +339,44 @@ def speed(args) -> list[dict]:
     rows = []
     for size in [int(s) for s in args.sizes]:
         for method in METHODS:
-            command = [sys.executable, __file__, "--speed_worker", str(size), "--method", method, "--config",
-                       args.config, "--working_size", str(args.working_size), "--device", args.device,
-                       "--repeats", str(args.repeats), "--threads", str(args.threads)]
+            command = [
+                sys.executable,
+                __file__,
+                "--speed_worker",
+                str(size),
+                "--method",
+                method,
+                "--config",
+                args.config,
+                "--working_size",
+                str(args.working_size),
+                "--device",
+                args.device,
+                "--repeats",
+                str(args.repeats),
+                "--threads",
+                str(args.threads),
+            ]
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             if result.returncode:
                 print(result.stderr[-2000:], file=sys.stderr)
                 raise SystemExit(f"speed worker failed for {size} {method}")
             rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
             row = rows[-1]
-            print(f"{size:>5} {method:<7} {row['seconds']:7.3f} s/image (model {row['model_seconds']:.3f} s)  "
-                  f"peak +{row['peak_extra_mb']:7.0f} MB (RGB uint8 input itself: {row['input_mb'] * 3 / 4:5.0f} MB)"
-                  + (f"  GPU peak {row['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in row else ""), flush=True)
+            print(
+                f"{size:>5} {method:<7} {row['seconds']:7.3f} s/image (model {row['model_seconds']:.3f} s, "
+                f"transfer {row['transfer_seconds']:.3f} s)  "
+                f"peak +{row['peak_extra_mb']:7.0f} MB (RGB uint8 input itself: {row['input_mb'] * 3 / 4:5.0f} MB)"
+                + (f"  GPU peak {row['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in row else ""),
+                flush=True,
+            )
         by_method = {r["method"]: r for r in rows if r["size"] == size}
-        print(f"{size:>5} ratio affine / resize: time {by_method['affine']['seconds'] / by_method['resize']['seconds']:.2f}x, "
-              f"peak memory {by_method['affine']['peak_extra_mb'] / max(by_method['resize']['peak_extra_mb'], 1):.2f}x", flush=True)
+        print(
+            f"{size:>5} ratio affine / resize: time {by_method['affine']['seconds'] / by_method['resize']['seconds']:.2f}x, "
+            f"transfer alone {by_method['affine']['transfer_seconds'] / by_method['resize']['transfer_seconds']:.2f}x, "
+            f"peak memory {by_method['affine']['peak_extra_mb'] / max(by_method['resize']['peak_extra_mb'], 1):.2f}x",
+            flush=True,
+        )
     return rows
 
 
@@ -313,8 +404,10 @@ def main() -> None:
     if args.worker_size:
         speed_worker(args)
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}, "
-          f"device {args.device}, working size {args.working_size}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}, "
+        f"device {args.device}, working size {args.working_size}"
+    )
     if not args.skip_quality:
         model = None
         if args.model:
@@ -323,8 +416,10 @@ def main() -> None:
             import lemart_hf  # noqa: F401
 
             model = AutoModelForImageToImage.from_pretrained(args.model).eval()
-        print(f"fPSNR (dB) at full size, prediction at {args.working_size}px from "
-              f"{args.model or 'the oracle (ground truth at the working size)'}")
+        print(
+            f"fPSNR (dB) at full size, prediction at {args.working_size}px from "
+            f"{args.model or 'the oracle (ground truth at the working size)'}"
+        )
         quality(args, model)
     if not args.skip_speed:
         print(f"pipeline speed, {args.config} at {args.working_size}px")

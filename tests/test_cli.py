@@ -12,7 +12,7 @@ from PIL import Image
 from lemart_hf import SwinIHConfig, SwinIHForHarmonization, SwinIHImageProcessor
 from lemart_hf.cli import main
 
-TINY = dict(embed_dim=16, depths=[1, 1, 2], num_heads=[2, 2, 4], window_size=4)
+TINY = {"embed_dim": 16, "depths": [1, 1, 2], "num_heads": [2, 2, 4], "window_size": 4}
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +75,19 @@ def test_single_image(model_dir, tmp_path, capsys):
 def test_single_image_options(model_dir, tmp_path, capsys):
     composite, mask = write_pair(tmp_path, "photo", 40, 30, mask_size=(20, 15))
     output = tmp_path / "harmonized.jpg"
-    args = ["--model", model_dir, composite, mask, "-o", output, "--size", "32x48", "--method", "resize", "--resize_mask"]
+    args = [
+        "--model",
+        model_dir,
+        composite,
+        mask,
+        "-o",
+        output,
+        "--size",
+        "32x48",
+        "--method",
+        "resize",
+        "--resize_mask",
+    ]
     code, _, err = run_main(args, capsys)
     assert code == 0, err
     assert Image.open(output).size == (30, 40)
@@ -90,7 +102,9 @@ def test_folder_mode(model_dir, tmp_path, capsys):
     Image.fromarray(rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)).save(inputs / "c.jpg")
     Image.fromarray(np.full((50, 60), 255, np.uint8)).save(inputs / "c_mask.png")
     before = {p.name: p.read_bytes() for p in inputs.iterdir()}
-    code, _, err = run_main(["--model", model_dir, "--input_dir", inputs, "--output_dir", outputs, "--batch_size", "2"], capsys)
+    code, _, err = run_main(
+        ["--model", model_dir, "--input_dir", inputs, "--output_dir", outputs, "--batch_size", "2"], capsys
+    )
     assert code == 0, err
     assert sorted(p.name for p in outputs.iterdir()) == ["a.png", "b.png", "c.png"]
     assert Image.open(outputs / "b.png").size == (91, 33) and Image.open(outputs / "c.png").size == (60, 50)
@@ -154,7 +168,19 @@ def test_folder_mode_missing_mask(model_dir, tmp_path, capsys):
 def test_console_entry_point_without_a_traceback(model_dir, tmp_path):
     composite, _ = write_pair(tmp_path, "photo", 30, 30)
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "lemart_hf.cli", "--model", str(model_dir), str(composite), "missing.png", "-o", "x.png"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment, cwd=tmp_path)
+    command = [
+        sys.executable,
+        "-m",
+        "lemart_hf.cli",
+        "--model",
+        str(model_dir),
+        str(composite),
+        "missing.png",
+        "-o",
+        "x.png",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env=environment, cwd=tmp_path, check=False
+    )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"lemart-harmonize: error: file not found: missing.png"]
+    assert result.stderr.strip().splitlines() == ["lemart-harmonize: error: file not found: missing.png"]

