@@ -1,4 +1,5 @@
-"""Datasets: iHarmony4-layout folders (labeled harmonization pairs) as `datasets.Dataset`, and their collator."""
+"""Datasets: iHarmony4-layout folders (labeled pairs) and their collator; photo folders and the embedded sample
+photos for LEMaRT pre-training."""
 
 from .iharmony4 import (
     IHARMONY4_SUBSETS,
@@ -11,10 +12,20 @@ from .iharmony4 import (
     split_composite_name,
     subset_sort_key,
 )
+from .photos import EpochShuffleSampler, PhotoDataset, StreamingPhotos, collate_photos, list_images, load_crop
+from .samples import SAMPLE_PHOTOS, sample_photo_paths
 
 __all__ = [
     "IHARMONY4_SUBSETS",
+    "SAMPLE_PHOTOS",
+    "EpochShuffleSampler",
     "HarmonizationCollator",
+    "PhotoDataset",
+    "StreamingPhotos",
+    "collate_photos",
+    "list_images",
+    "load_crop",
+    "sample_photo_paths",
     "example_to_tensors",
     "find_subsets",
     "load_iharmony4",
