@@ -167,3 +167,91 @@ def test_window_partition_and_merge_are_inverse():
     assert windows.shape == (2, 6, 32, 5)
     assert torch.equal(windows[0, 1], tokens[0, :4, 8:16].reshape(32, 5))
     assert torch.equal(window_merge(windows, (4, 8), 12, 16), tokens)
+
+
+def _sdpa_and_eager_pair(**overrides):
+    sdpa = small_model(attn_implementation="sdpa", **overrides)
+    eager = small_model(attn_implementation="eager", **overrides)
+    with torch.no_grad():  # a non-trivial relative position bias, so that a misplaced bias would show
+        for name, parameter in sdpa.named_parameters():
+            if name.endswith("relative_position_bias_table"):
+                parameter.normal_()
+    eager.load_state_dict(sdpa.state_dict())
+    return sdpa, eager
+
+
+# padded sizes -> token grids (window 4): both axes shifted, one axis shifted, a grid side smaller than the window,
+# a shift other than window / 2
+@pytest.mark.parametrize(
+    "size,overrides",
+    [((40, 56), {}), ((16, 48), {}), ((64, 12), {}), ((36, 72), {"shift_size": 1}), ((48, 48), VARIANTS["multiscale"])],
+)
+def test_sdpa_and_eager_agree_in_training_and_gradients(size, overrides):
+    sdpa, eager = _sdpa_and_eager_pair(**overrides)
+    pixel_values, labels = make_inputs(batch=3, height=size[0], width=size[1]), torch.rand(3, 3, *size)
+    with torch.no_grad():
+        torch.testing.assert_close(sdpa(pixel_values).harmonized, eager(pixel_values).harmonized, atol=1e-5, rtol=0)
+    losses = []
+    for model in (sdpa.train(), eager.train()):
+        loss = model(pixel_values, labels=labels).loss
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[0], losses[1], atol=1e-6, rtol=1e-5)
+    for (name, a), (_, b) in zip(sdpa.named_parameters(), eager.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (2, 2), (2, 0), (0, 1), (3, 1)])
+def test_window_order_regions_are_exactly_what_the_shift_mask_allows(shift):
+    from lemart_hf.models.swinih.modeling_swinih import shifted_window_mask, window_groups, window_order
+
+    batch, height, width, window = 2, 8, 12, (4, 4)
+    order, inverse = window_order(batch, height, width, window, shift, torch.device("cpu"))
+    assert torch.equal(order[inverse], torch.arange(batch * height * width))
+    # region id of every token, from the window order
+    region_of = torch.empty(batch * height * width, dtype=torch.long)
+    start, region = 0, 0
+    for (rows, cols), count in _checked_groups(window_groups, height, width, window, shift):
+        for _ in range(batch * count):
+            tokens = order[start : start + rows * cols]
+            grid = torch.stack([tokens % (height * width) // width, tokens % width], dim=1).view(rows, cols, 2)
+            # a region is a rectangle of the unshifted grid, its tokens row-major
+            assert torch.equal(grid[..., 0], grid[0, 0, 0] + torch.arange(rows)[:, None].expand(rows, cols))
+            assert torch.equal(grid[..., 1], grid[0, 0, 1] + torch.arange(cols)[None, :].expand(rows, cols))
+            region_of[tokens] = region
+            start, region = start + rows * cols, region + 1
+    assert start == order.numel()
+    # two tokens of one image share a region iff the rolled windows + shift mask of the reference let them attend
+    rolled = torch.roll(torch.arange(height * width).view(1, height, width, 1), (-shift[0], -shift[1]), (1, 2))
+    windows = window_partition(rolled, window)[0, :, :, 0]  # (windows, N) token ids
+    allowed = shifted_window_mask(height, width, window, shift, torch.device("cpu")) == 0  # (windows, N, N)
+    same_region = region_of[windows][:, :, None] == region_of[windows][:, None, :]
+    assert torch.equal(same_region, allowed)
+
+
+def _checked_groups(groups_fn, height, width, window, shift):
+    groups = groups_fn(height, width, window, shift)
+    assert sum(rows * cols * count for (rows, cols), count in groups) == height * width
+    return groups
+
+
+def test_constants_cached_under_inference_mode_work_in_training():
+    model = small_model(drop_path_rate=0.1)
+    pixel_values = make_inputs(height=32, width=32)
+    with torch.inference_mode():
+        model(pixel_values)
+    model.train()(pixel_values, labels=torch.rand(2, 3, 32, 32)).loss.backward()
+
+
+def test_torch_compile_has_no_graph_breaks():
+    import torch._dynamo
+
+    model = small_model()
+    pixel_values, labels = make_inputs(height=40, width=56), torch.rand(2, 3, 40, 56)
+    for train in (False, True):
+        torch._dynamo.reset()
+        model.train(train)
+        explanation = torch._dynamo.explain(model)(pixel_values, labels=labels if train else None)
+        assert explanation.graph_break_count == 0, [reason.reason for reason in explanation.break_reasons]
+        assert explanation.graph_count == 1
+    torch._dynamo.reset()

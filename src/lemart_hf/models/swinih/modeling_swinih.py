@@ -1,12 +1,31 @@
 """SwinIH: a Swin transformer for image harmonization at full token resolution (LEMaRT, CVPR 2023, §3.4).
 
-Tokens are kept channels-last, `(B, h, w, C)`, through the whole network. Window attention runs as one batched
-`scaled_dot_product_attention` call with the windows folded into the head dimension, so the relative position
-bias and the shift mask form one additive mask `(1, windows * heads, N, N)` shared by the batch; the global
-layer is plain SDPA over all tokens without a mask, so fused (flash / memory-efficient) kernels apply.
+Tokens are kept channels-last and contiguous, `(B, h, w, C)`, through the whole network. How attention is made fast
+(DESIGN.md §5):
+
+- Window attention reorders the tokens once with a cached permutation ("window order": cyclic shift, window
+  partition and grouping folded into ONE row gather, undone by one gather after the output projection), so the fused
+  QKV projection writes windows directly and query / key / value are strided views of its output: no roll, no
+  partition / merge copies, no per-head copies, no Python loop over windows.
+- Regular windows: one `scaled_dot_product_attention` call over `(B * windows, heads, N, head_dim)`; the relative
+  position bias is gathered once per forward as `(1, heads, N, N)` and broadcasts over batch and windows.
+- Shifted windows: Swin's -inf shift mask only ever cuts the windows that wrap around the grid into independent
+  rectangles. The window order lists those rectangles directly (grouped by shape: 4 shapes for shift = window / 2),
+  so each group is one SDPA call with its own broadcast bias and NO shift mask: no `(windows * heads, N, N)` mask is
+  built, and the masked-out scores are never computed.
+- Global layer: SDPA over all tokens without a mask, so fused (flash / memory-efficient) kernels apply and the
+  `(T, T)` attention matrix is never materialised; at 1024x1024 that is what makes the layer run at all.
+- The permutations and relative position indices are cached per (size, device) in eager mode and traced as ordinary
+  ops under `torch.compile` (no graph breaks).
+
+`config._attn_implementation == "eager"` (or `output_attentions=True`) runs the reference formulation instead:
+roll, partition every window, the full `(windows * heads, N, N)` bias + shift mask and an explicit softmax. Both give
+the same numbers (tests/models/swinih).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +47,35 @@ def drop_path(hidden: torch.Tensor, drop_prob: float, training: bool) -> torch.T
     keep = 1.0 - drop_prob
     shape = (hidden.shape[0],) + (1,) * (hidden.ndim - 1)
     return hidden * hidden.new_empty(shape).bernoulli_(keep).div_(keep)
+
+
+def add_drop_path(residual: torch.Tensor, branch: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """`residual + drop_path(branch)` in one pass (`addcmul`) when stochastic depth is active."""
+    if drop_prob == 0.0 or not training:
+        return residual + branch
+    keep = 1.0 - drop_prob
+    shape = (branch.shape[0],) + (1,) * (branch.ndim - 1)
+    return torch.addcmul(residual, branch, branch.new_empty(shape).bernoulli_(keep).div_(keep))
+
+
+_CONSTANTS: dict[tuple, tuple[torch.Tensor, ...]] = {}
+
+
+def _cached_constant(key: tuple, build: Callable[[], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Constant tensors (indices, masks) built once per key (sizes, device) in eager mode.
+
+    Under `torch.compile` the builder is traced instead (a handful of arange / compare ops that the compiler folds),
+    so the Python dict never reaches dynamo: no graph break, no recompilation.
+    """
+    if torch.compiler.is_compiling():
+        return build()
+    value = _CONSTANTS.get(key)
+    if value is None:
+        if len(_CONSTANTS) >= 512:  # many distinct input sizes: start over rather than grow without bound
+            _CONSTANTS.clear()
+        with torch.inference_mode(False):  # usable with autograd later even if first built in inference mode
+            value = _CONSTANTS[key] = build()
+    return value
 
 
 def relative_position_index(window: tuple[int, int], table_window: int, device: torch.device) -> torch.Tensor:
@@ -76,6 +124,88 @@ def window_merge(windows: torch.Tensor, window: tuple[int, int], height: int, wi
     return windows.permute(0, 1, 3, 2, 4, 5).reshape(batch, height, width, channels)
 
 
+# ----- window order: shift + partition + grouping as one token permutation -----------------------------------------
+def _axis_segments(side: int, window: int, shift: int) -> list[tuple[int, int]]:
+    """(start, length) of the attention regions along one axis, in the unshifted grid's coordinates.
+
+    Without a shift: the windows. With one, the windows of the cyclically shifted grid are
+    `[s, s + w), [s + w, s + 2w), ...` and one last window that wraps around: `[side - w + s, side)` + `[0, s)`. The
+    shift mask of Swin forbids attention across the wrap, so each half of that window is a region of its own.
+    """
+    if shift == 0:
+        return [(start, window) for start in range(0, side, window)]
+    return [(0, shift)] + [(start, window) for start in range(shift, side - window, window)] + [(side - window + shift, window - shift)]
+
+
+def window_groups(
+    height: int, width: int, window: tuple[int, int], shift: tuple[int, int]
+) -> list[tuple[tuple[int, int], int]]:
+    """Attention regions grouped by shape: ((region height, region width), regions per image), in window order.
+
+    Regular windows are one group. Shifted windows split into full windows and the parts of the wrapping ones
+    (with shift = window / 2: 4 shapes), so every region attends densely and no -inf shift mask is needed.
+    """
+    counts: dict[tuple[int, int], int] = {}
+    for _, rows in _axis_segments(height, window[0], shift[0]):
+        for _, cols in _axis_segments(width, window[1], shift[1]):
+            counts[(rows, cols)] = counts.get((rows, cols), 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[0][0] * item[0][1], item[0]))
+
+
+def window_order(
+    batch: int, height: int, width: int, window: tuple[int, int], shift: tuple[int, int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Permutation of the `batch * height * width` tokens (row-major `(B, h, w)`) into window order, and its inverse.
+
+    Window order: the groups of `window_groups` one after the other; inside a group (image, region); inside a region
+    its tokens row-major. So `flat[order]` cut at the group sizes and viewed `(B * regions, region tokens, C)` is
+    every group ready for batched attention, and `flat_windowed[inverse]` undoes it all.
+    """
+    row_segments = _axis_segments(height, window[0], shift[0])
+    col_segments = _axis_segments(width, window[1], shift[1])
+    image_offsets = torch.arange(batch, device=device)[:, None] * (height * width)
+    pieces = []
+    for (rows, cols), _ in window_groups(height, width, window, shift):
+        row_starts = torch.tensor([start for start, length in row_segments if length == rows], device=device)
+        col_starts = torch.tensor([start for start, length in col_segments if length == cols], device=device)
+        row_index = row_starts[:, None] + torch.arange(rows, device=device)  # (regions down, rows)
+        col_index = col_starts[:, None] + torch.arange(cols, device=device)  # (regions across, cols)
+        regions = row_index[:, None, :, None] * width + col_index[None, :, None, :]  # (down, across, rows, cols)
+        pieces.append((image_offsets + regions.reshape(1, -1)).flatten())
+    order = torch.cat(pieces)
+    return order, torch.argsort(order)
+
+
+class _PermuteRows(torch.autograd.Function):
+    """`source.index_select(0, order)` for a permutation `order`; the gradient is one gather by `inverse` too
+    (rather than index_select's scatter-add)."""
+
+    @staticmethod
+    def forward(ctx, source: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(inverse)
+        return source.index_select(0, order)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(0, inverse), None, None
+
+
+def permute_rows(source: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """Rows of a 2-D tensor in the order `order` (a permutation whose inverse is `inverse`)."""
+    return _PermuteRows.apply(source, order, inverse)
+
+
+def _heads_first(qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B', L, 3, heads, head_dim) -> query, key, value (B', heads, L, head_dim): strided views, no copies.
+
+    Unbinding the "3" axis first makes the backward ONE stack straight into the (B', L, 3 * C) layout of the fused
+    projection (unbinding after the head transpose would stack, then copy to undo the transpose).
+    """
+    query, key, value = qkv.unbind(2)
+    return query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+
+
 class SwinIHAttention(nn.Module):
     """Multi-head self-attention over windows (with relative position bias) or over all tokens (global).
 
@@ -96,36 +226,68 @@ class SwinIHAttention(nn.Module):
         if not is_global:
             table_side = 2 * config.window_size - 1
             self.relative_position_bias_table = nn.Parameter(torch.zeros(table_side * table_side, num_heads))
-        self._index_cache: dict[tuple, torch.Tensor] = {}
-        self._shift_mask_cache: dict[tuple, torch.Tensor] = {}
 
-    def _cached_index(self, window: tuple[int, int], device: torch.device) -> torch.Tensor:
-        key = (window, device)
-        if key not in self._index_cache:
-            self._index_cache[key] = relative_position_index(window, self.config.window_size, device)
-        return self._index_cache[key]
-
-    def _cached_shift_mask(self, height, width, window: tuple[int, int], shift: tuple[int, int], device):
-        key = (height, width, window, shift, device)
-        if key not in self._shift_mask_cache:
-            self._shift_mask_cache[key] = shifted_window_mask(height, width, window, shift, device)
-        return self._shift_mask_cache[key]
-
-    def _window_mask(self, height, width, window: tuple[int, int], shift: tuple[int, int], dtype) -> torch.Tensor:
-        """Relative bias + shift mask as one additive mask (1, num_windows * heads, N, N) in `dtype`."""
+    def _relative_bias(self, window: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
+        """Relative position bias (heads, N, N), contiguous, gathered once per forward (not per window)."""
         table = self.relative_position_bias_table
-        index = self._cached_index(window, table.device)
-        bias = table[index].permute(2, 0, 1)  # (heads, N, N)
-        num_windows = (height // window[0]) * (width // window[1])
-        if any(shift):
-            mask = bias[None] + self._cached_shift_mask(height, width, window, shift, table.device)[:, None]
-        else:
-            mask = bias[None].expand(num_windows, -1, -1, -1)
-        return mask.reshape(1, num_windows * self.num_heads, *bias.shape[1:]).to(dtype)
+        table_window = self.config.window_size
+        (index,) = _cached_constant(
+            ("relative_position_index", window, table_window, table.device),
+            lambda: (relative_position_index(window, table_window, table.device).flatten(),),
+        )
+        # Gathering from the (heads, entries) view writes each head's (N, N) map contiguously (what SDPA reads).
+        length = window[0] * window[1]
+        return table.t().index_select(1, index).view(self.num_heads, length, length).to(dtype)
 
-    def forward(
-        self, tokens: torch.Tensor, window: tuple[int, int], shift: tuple[int, int], output_attentions: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _attend(self, query, key, value, mask: torch.Tensor | None) -> torch.Tensor:
+        """Attention (B', heads, L, head_dim) with an optional additive mask broadcasting to (B', heads, L, L)."""
+        dropout = self.config.attention_probs_dropout_prob if self.training else 0.0
+        if mask is not None and mask.requires_grad and query.device.type == "cpu" and torch.is_grad_enabled():
+            # SDPA's CPU kernel has no gradient for a mask, so SDPA would run its math fallback here: the same
+            # matmul / softmax / matmul, plus passes this model never needs (q and k scaled separately, a
+            # "safe" softmax for fully masked rows, which windows never have). The lean version of that math:
+            scores = torch.matmul(query * self.head_dim**-0.5, key.transpose(-2, -1)).add_(mask)
+            return F.dropout(scores.softmax(dim=-1), dropout, self.training) @ value
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout)
+
+    def _global_forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        batch, height, width, channels = tokens.shape
+        qkv = self.qkv(tokens).view(batch, height * width, 3, self.num_heads, self.head_dim)
+        query, key, value = _heads_first(qkv)
+        context = self._attend(query, key, value, None)
+        return self.proj(context.transpose(1, 2).reshape(batch, height, width, channels))
+
+    def _window_forward(self, tokens: torch.Tensor, window: tuple[int, int], shift: tuple[int, int]) -> torch.Tensor:
+        batch, height, width, channels = tokens.shape
+        # Windows as wide as the grid and no shift: row-major order already is window order.
+        reorder = any(shift) or window[1] != width
+        if reorder:
+            order, inverse = _cached_constant(
+                ("window_order", batch, height, width, window, shift, tokens.device),
+                lambda: window_order(batch, height, width, window, shift, tokens.device),
+            )
+            tokens = permute_rows(tokens.reshape(-1, channels), order, inverse)
+        qkv = self.qkv(tokens.reshape(-1, channels))  # (B*T, 3C) in window order
+        groups = window_groups(height, width, window, shift)
+        parts = qkv.split([batch * count * rows * cols for (rows, cols), count in groups]) if len(groups) > 1 else [qkv]
+        contexts = []
+        for part, (region, _) in zip(parts, groups):
+            length = region[0] * region[1]
+            query, key, value = _heads_first(part.view(-1, length, 3, self.num_heads, self.head_dim))
+            bias = self._relative_bias(region, qkv.dtype)[None]  # (1, heads, L, L), broadcast over all regions
+            contexts.append(self._attend(query, key, value, bias).transpose(1, 2).reshape(-1, channels))
+        context = self.proj(torch.cat(contexts) if len(contexts) > 1 else contexts[0])
+        if reorder:
+            context = permute_rows(context, inverse, order)
+        return context.view(batch, height, width, channels)
+
+    def _reference_forward(
+        self, tokens: torch.Tensor, window: tuple[int, int], shift: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Explicit softmax attention; returns the output (B, h, w, C) and the probabilities.
+
+        Probabilities: (B, windows * heads, N, N) for windows (all windows, full shift mask), (B, heads, T, T) global.
+        """
         batch, height, width, channels = tokens.shape
         if any(shift):
             tokens = torch.roll(tokens, shifts=(-shift[0], -shift[1]), dims=(1, 2))
@@ -134,31 +296,41 @@ class SwinIHAttention(nn.Module):
             mask = None
         else:
             groups = window_partition(tokens, window)
-            mask = self._window_mask(height, width, window, shift, groups.dtype)
+            num_windows = groups.shape[1]
+            bias = self._relative_bias(window, torch.float32)
+            if any(shift):
+                shift_mask = shifted_window_mask(height, width, window, shift, tokens.device)
+                mask = bias[None] + shift_mask[:, None]
+            else:
+                mask = bias[None].expand(num_windows, -1, -1, -1)
+            mask = mask.reshape(1, num_windows * self.num_heads, *bias.shape[1:])
         num_groups, length = groups.shape[1], groups.shape[2]
-
         qkv = self.qkv(groups).view(batch, num_groups, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(3, 0, 1, 4, 2, 5).reshape(3, batch, num_groups * self.num_heads, length, -1)
+        scores = (query @ key.transpose(-2, -1)) * self.head_dim**-0.5
+        if mask is not None:
+            scores = scores + mask.to(scores.dtype)
         dropout = self.config.attention_probs_dropout_prob if self.training else 0.0
-        probs = None
-        if output_attentions or self.config._attn_implementation == "eager":
-            scores = (query @ key.transpose(-2, -1)) * self.head_dim**-0.5
-            if mask is not None:
-                scores = scores + mask
-            probs = F.dropout(scores.softmax(dim=-1), dropout, self.training)
-            context = probs @ value
-        else:
-            context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout)
-
-        context = context.view(batch, num_groups, self.num_heads, length, self.head_dim).transpose(2, 3)
-        context = self.proj_dropout(self.proj(context.reshape(batch, num_groups, length, channels)))
+        probs = F.dropout(scores.softmax(dim=-1), dropout, self.training)
+        context = (probs @ value).view(batch, num_groups, self.num_heads, length, self.head_dim).transpose(2, 3)
+        context = self.proj(context.reshape(batch, num_groups, length, channels))
         if self.is_global:
             tokens = context.view(batch, height, width, channels)
         else:
             tokens = window_merge(context, window, height, width)
         if any(shift):
             tokens = torch.roll(tokens, shifts=shift, dims=(1, 2))
-        return tokens, probs if output_attentions else None
+        return tokens, probs
+
+    def forward(
+        self, tokens: torch.Tensor, window: tuple[int, int], shift: tuple[int, int], output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if output_attentions or self.config._attn_implementation == "eager":
+            tokens, probs = self._reference_forward(tokens, window, shift)
+        else:
+            probs = None
+            tokens = self._global_forward(tokens) if self.is_global else self._window_forward(tokens, window, shift)
+        return self.proj_dropout(tokens), probs if output_attentions else None
 
 
 class SwinIHMLP(nn.Module):
@@ -193,8 +365,8 @@ class SwinIHBlock(GradientCheckpointingLayer):
         grid = tokens.shape[1:3]
         shift = tuple(self.shift_size if self.shifted and side > win else 0 for side, win in zip(grid, window))
         attended, probs = self.attention(self.norm1(tokens), window, shift, output_attentions)
-        tokens = tokens + drop_path(attended, self.drop_path_prob, self.training)
-        tokens = tokens + drop_path(self.mlp(self.norm2(tokens)), self.drop_path_prob, self.training)
+        tokens = add_drop_path(tokens, attended, self.drop_path_prob, self.training)
+        tokens = add_drop_path(tokens, self.mlp(self.norm2(tokens)), self.drop_path_prob, self.training)
         return tokens, probs
 
 

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# ONE prepared GPU check for SwinIH speed (issue #7). From the repository root, on a fresh CUDA box:
+#
+#     bash benchmarks/gpu_check.sh            # ~5-7 minutes on an H100 / H200; everything goes to stdout
+#
+# It installs nothing. If `import lemart_hf` fails it first tries PYTHONPATH=src, and only then
+# `pip install -e . --no-deps --no-build-isolation`. Each section has its own time limit and a failure in one does not
+# stop the others. Sections:
+#   1. environment (GPU, torch, transformers) and torch._dynamo.explain graph-break count
+#   2. paper config, 256x256, bf16: forward and forward+backward, eager-attention vs SDPA vs SDPA+compile
+#      (+ the pre-optimisation model code from git, when .git is there): img/s, % of measured bf16 matmul, MFU
+#   3. a short real LEMaRT training loop (composites made on the GPU each step, AdamW, bf16): img/s, MFU and the
+#      share of a training step spent compositing; once without and once with torch.compile
+# Knobs (environment): PYTHON (default python3), BATCH (default 32), LOOP_STEPS (default 20), BASELINE (git revision
+# of the reference model code, default 2a17b49 = before the speed work; empty to skip).
+set -u
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+BATCH="${BATCH:-32}"
+LOOP_STEPS="${LOOP_STEPS:-20}"
+BASELINE="${BASELINE-2a17b49}"
+T0=$(date +%s)
+
+section() { echo; echo "=== [t=$(( $(date +%s) - T0 ))s] $* ==="; }
+guarded() {  # guarded SECONDS CMD...: run with a time limit, report a failure and carry on
+    local limit=$1; shift
+    timeout --kill-after=15 "$limit" "$@" 2>&1
+    local rc=$?
+    if [ "$rc" -ne 0 ]; then echo "!!! section failed (rc=$rc$([ "$rc" -eq 124 ] && echo ', time limit')); continuing"; fi
+    return 0
+}
+
+section "environment"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv 2>&1 || true
+if ! "$PY" -c 'import torch, transformers; assert torch.cuda.is_available(), "no CUDA device visible"
+print("torch", torch.__version__, "| CUDA", torch.version.cuda, "|", torch.cuda.get_device_name(0),
+      "| transformers", transformers.__version__)'; then
+    echo "!!! torch with CUDA and transformers are needed; nothing else can run"; exit 1
+fi
+if ! "$PY" -c 'import lemart_hf' >/dev/null 2>&1; then
+    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+    if "$PY" -c 'import lemart_hf' >/dev/null 2>&1; then
+        echo "lemart_hf imported from ./src (PYTHONPATH)"
+    else
+        echo "lemart_hf not importable from ./src either:"; "$PY" -c 'import lemart_hf' 2>&1 | tail -3
+        echo "trying: pip install -e . --no-deps --no-build-isolation"
+        "$PY" -m pip install -q -e . --no-deps --no-build-isolation 2>&1 | tail -3 || true
+        "$PY" -c 'import lemart_hf' >/dev/null 2>&1 \
+            || echo "still not importable: bench_model.py loads the SwinIH folder on its own (no LEMaRT composer then)"
+    fi
+fi
+BASE_ARGS=()
+if [ -n "$BASELINE" ] && git rev-parse --verify -q "$BASELINE^{commit}" >/dev/null 2>&1; then
+    BASE_ARGS=(--baseline "$BASELINE")
+else
+    echo "no git history here: the pre-optimisation reference (baseline) is skipped"
+fi
+
+section "graph breaks under torch.compile (torch._dynamo.explain, small SwinIH, eval + train)"
+guarded 60 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --explain --skip-table
+
+section "paper config 256x256 bf16, batch $BATCH: fwd and fwd+bwd, eager vs SDPA vs SDPA+compile"
+guarded 240 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --compile --configs paper --sizes 256 \
+    --modes fwd,train --batch "paper:256=$BATCH" --rounds 5 --warmup 2 "${BASE_ARGS[@]}"
+
+section "LEMaRT training loop, paper config 256x256 bf16, batch $BATCH, $LOOP_STEPS steps (no compile)"
+guarded 60 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --skip-table \
+    --loop-steps "$LOOP_STEPS" --loop-config paper --loop-size 256 --loop-batch "$BATCH"
+
+section "LEMaRT training loop, as above, with torch.compile"
+guarded 100 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --skip-table --compile \
+    --loop-steps "$LOOP_STEPS" --loop-config paper --loop-size 256 --loop-batch "$BATCH"
+
+section "done in $(( $(date +%s) - T0 ))s"
