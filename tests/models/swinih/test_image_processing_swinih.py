@@ -119,3 +119,15 @@ def test_corrupt_file_names_the_file(tmp_path):
 def test_different_sizes_without_resize_raise():
     with pytest.raises(ValueError, match="cannot be batched with do_resize=False"):
         SwinIHImageProcessor(do_resize=False)([rgb_array(), rgb_array()[:20]], [mask_array(), mask_array()[:20]])
+
+
+def test_processor_output_feeds_the_model_directly():
+    from lemart_hf import SwinIHConfig, SwinIHForHarmonization
+
+    model = SwinIHForHarmonization(SwinIHConfig(embed_dim=16, depths=[1, 1, 1], num_heads=[2, 2, 2], window_size=4))
+    processor = SwinIHImageProcessor(size={"height": 32, "width": 32})
+    inputs = processor(rgb_array(), mask_array())
+    with torch.no_grad():
+        outputs = model(**inputs)
+    (image,) = processor.post_process_harmonization(outputs, inputs["original_sizes"])
+    assert image.size == (W, H)

@@ -532,12 +532,15 @@ class SwinIHForHarmonization(SwinIHPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         loss_type: str | None = None,
+        original_sizes: torch.Tensor | None = None,
     ) -> HarmonizationOutput | tuple:
         """
         Args:
             pixel_values: (B, 4, H, W): composite RGB in [0, 1] and the mask in [0, 1] (1 = foreground).
             labels: (B, 3, H, W) in [0, 1], the real image; gives `loss`.
             loss_type: `"mse"` or `"fn_mse"`; defaults to `config.loss_type`.
+            original_sizes: not used by the model; accepted so that `model(**processor(image, mask))` works (the
+                processor returns the sizes for `post_process_harmonization`).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         composite, mask = split_pixel_values(pixel_values)
