@@ -12,7 +12,7 @@
 # Every pair (LEMaRT vs scratch at the same label fraction) uses the same steps and hyper-parameters.
 # Stages whose output already exists are skipped, so an interrupted study continues where it stopped;
 # STAGES=pretrain,finetune,eval,table restricts what runs (default: all), INITS="lemart scratch" which
-# initialisations are fine-tuned (run the scratch ones beside pre-training to save wall time); PRETRAIN_ARGS / FINETUNE_ARGS /
+# initialisations are fine-tuned and evaluated (run the scratch ones beside pre-training to save wall time); PRETRAIN_ARGS / FINETUNE_ARGS /
 # EVAL_ARGS append arguments (the last one wins), e.g. PRETRAIN_ARGS="--max_train_steps 2" for a smoke test.
 set -euo pipefail
 
@@ -78,7 +78,7 @@ if wants eval; then
       --subsets HOutdoor --baseline "$baseline" --output_dir "$OUT_DIR/eval_$baseline" ${EVAL_ARGS:-}
   done
   for fraction in 0.1 1.0; do
-    for init in lemart scratch; do
+    for init in $INITS; do
       run="finetune_${init}_${fraction}"
       [ -f "$OUT_DIR/eval_$run/results.json" ] || "$PYTHON" "$HERE/run_eval.py" --data_dir "$DATA_DIR" \
         --subsets HOutdoor --model "$OUT_DIR/$run" --batch_size "$EVAL_BATCH" \
