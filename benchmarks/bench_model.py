@@ -32,8 +32,13 @@ import threading
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+# On a CPU shared with other jobs, OpenMP threads that spin while waiting for a descheduled sibling make every parallel
+# op crawl (seen here: a 2-thread training step 10x slower than 1 thread under load). Passive waiting keeps timings
+# meaningful; set OMP_WAIT_POLICY yourself to measure otherwise. Must happen before torch loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SWINIH_DIR = REPO / "src" / "lemart_hf" / "models" / "swinih"
@@ -148,11 +153,11 @@ def matmul_rate(device, dtype) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
-def count_flops(module, preset: str, size: int, batch: int, train: bool) -> int:
-    """Exact FLOPs of one forward (or forward+backward) on the meta device."""
+def count_flops(module, preset: str, size: int, batch: int, train: bool, attn: str = "sdpa") -> int:
+    """Exact FLOPs of one forward (or forward+backward) of this code path, counted on the meta device."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = build_model(module, preset, "sdpa", torch.device("cpu"), torch.float32).to("meta")
+    model = build_model(module, preset, attn, torch.device("cpu")).to("meta")
     model.train(train)
     pixel_values = torch.rand(batch, 4, size, size, device="meta")
     labels = torch.rand(batch, 3, size, size, device="meta")
@@ -164,14 +169,14 @@ def count_flops(module, preset: str, size: int, batch: int, train: bool) -> int:
     return counter.get_total_flops()
 
 
-def eager_attention_bytes(preset: str, size: int, batch: int, module, dtype, train: bool) -> int:
-    """Memory the eager global layer needs: scores + probabilities (2 tensors of B x heads x T x T), 4 in training."""
+def eager_attention_bytes(preset: str, size: int, batch: int, module, train: bool) -> int:
+    """Memory the eager global layer needs: scores + probabilities (2 tensors of B x heads x T x T, counted at 4 bytes
+    since autocast runs softmax in float32), 4 such tensors in training."""
     config = sys.modules[module.__name__.rsplit(".", 1)[0] + ".configuration_swinih"].SwinIHConfig.from_preset(preset)
     if not config.num_global_layers:
         return 0
     tokens = (size // (config.patch_size * config.stage_resolution_factors[-1])) ** 2
-    element = torch.finfo(dtype).bits // 8
-    return (4 if train else 2) * batch * config.num_heads[-1] * tokens * tokens * element
+    return (4 if train else 2) * batch * config.num_heads[-1] * tokens * tokens * 4
 
 
 def make_step(model, device, dtype, train: bool, size: int, batch: int):
@@ -217,14 +222,13 @@ def run_case(args, module, baseline, config_name, size, batch, mode, device, dty
     preset = CONFIGS[config_name]
     train = mode == "train"
     rounds = args.rounds if size < 1024 else 1
-    flops = count_flops(module, preset, size, batch, train)
 
     torch.manual_seed(0)
     variants = {"sdpa": build_model(module, preset, "sdpa", device, dtype)}
     state = variants["sdpa"].state_dict()
     notes = []
     if args.eager and size <= args.eager_max_size:
-        need = eager_attention_bytes(preset, size, batch, module, dtype, train)
+        need = eager_attention_bytes(preset, size, batch, module, train)
         if need > 0.7 * available_memory(device):
             notes.append(f"eager skipped: its global attention alone needs {need / 2**30:.0f} GiB")
         else:
@@ -236,16 +240,31 @@ def run_case(args, module, baseline, config_name, size, batch, mode, device, dty
     for name, model in variants.items():
         (model._orig_mod if hasattr(model, "_orig_mod") else model).load_state_dict(state)
 
+    # FLOPs each variant really executes (the shipped path skips the scores Swin's shift mask would zero out).
+    flops_of = {"sdpa": count_flops(module, preset, size, batch, train)}
+    flops_of["compiled"] = flops_of["sdpa"]
+    if "eager" in variants:
+        flops_of["eager"] = count_flops(module, preset, size, batch, train, attn="eager")
+    if "baseline" in variants:
+        flops_of["baseline"] = count_flops(baseline, preset, size, batch, train)
     steps = {name: make_step(model, device, dtype, train, size, batch) for name, model in variants.items()}
     peaks = {}
-    for name, step in steps.items():  # warm-up (compilation, caches), and the memory peak of one step
-        for _ in range(args.warmup + (2 if name == "compiled" else 0)):
-            step()
-        sync(device)
-        with PeakMemory(device) as memory:
-            step()
+    for name, step in list(steps.items()):  # warm-up (compilation, caches), and the memory peak of one step
+        try:
+            for _ in range(args.warmup + (2 if name == "compiled" else 0)):
+                step()
             sync(device)
-        peaks[name] = memory.peak
+            with PeakMemory(device) as memory:
+                step()
+                sync(device)
+            peaks[name] = memory.peak
+        except torch.OutOfMemoryError:
+            if name == "sdpa":
+                raise
+            notes.append(f"{name} skipped: out of memory")
+            del steps[name], variants[name]
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
 
     times = {name: [] for name in steps}
     rates = [matmul_rate(device, dtype)]
@@ -258,7 +277,7 @@ def run_case(args, module, baseline, config_name, size, batch, mode, device, dty
     rate = max(rates)
     rows = []
     for name, samples in times.items():
-        seconds = min(samples)
+        seconds, flops = min(samples), flops_of[name]
         rows.append(
             {
                 "config": config_name,
@@ -483,6 +502,7 @@ def main(argv=None):
     nominal_peak = nominal_peak if dtype == torch.bfloat16 and device.type == "cuda" else None
     print(
         f"# torch {torch.__version__}, device {name}, dtype {dtype}, threads {torch.get_num_threads()}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
         f"model code {Path(module.__file__).resolve()}"
         + (f", baseline {args.baseline}" if baseline else "")
         + (f", nominal bf16 peak {nominal_peak / 1e12:.0f} TFLOP/s" if nominal_peak else ""),
