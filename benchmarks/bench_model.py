@@ -393,7 +393,8 @@ def lemart_training_loop(args, module, device, dtype) -> None:
     flops = count_flops(module, preset, size, batch, train=True)
     generator = torch.Generator(device=device).manual_seed(0)
     pool = synthetic_photos(4 * batch, size, device, generator)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == torch.bfloat16 else contextlib.nullcontext()
+    bf16 = dtype == torch.bfloat16
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def composite():
         images = pool[torch.randint(0, pool.shape[0], (batch,), device=device, generator=generator)]
@@ -549,7 +550,9 @@ def main(argv=None):
                 notes += [f"{config_name} {size} {mode}: {note}" for note in case_notes]
                 print(
                     f"# {config_name} {size} bs{batch} {mode}: "
-                    + ", ".join(f"{r['variant']} {r['img_s']:.3g} img/s ({r['pct_matmul']:.0f}% matmul)" for r in case_rows)
+                    + ", ".join(
+                        f"{r['variant']} {r['img_s']:.3g} img/s ({r['pct_matmul']:.0f}% matmul)" for r in case_rows
+                    )
                     + f" [{time.perf_counter() - started:.0f}s]"
                     + "".join(f"; {note}" for note in case_notes),
                     flush=True,
@@ -561,7 +564,8 @@ def main(argv=None):
     for note in notes:
         print("note:", note)
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": name, "dtype": str(dtype), "rows": rows, "notes": notes}, indent=1))
+        summary = {"device": name, "dtype": str(dtype), "rows": rows, "notes": notes}
+        Path(args.json).write_text(json.dumps(summary, indent=1))
     return rows
 
 

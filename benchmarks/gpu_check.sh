@@ -7,11 +7,13 @@
 # `pip install -e . --no-deps --no-build-isolation`. Each section has its own time limit and a failure in one does not
 # stop the others. Sections:
 #   1. environment (GPU, torch, transformers) and torch._dynamo.explain graph-break count
-#   2. paper config, 256x256, bf16, batch 32: forward and forward+backward with SDPA, SDPA + torch.compile and (when
-#      .git is there) the pre-optimisation model code: img/s, % of the measured bf16 matmul rate, MFU
+#   2. paper config, 256x256, bf16, batch 32: forward and forward+backward with SDPA and (when .git is there) the
+#      pre-optimisation model code: img/s, % of the measured bf16 matmul rate, MFU against the nominal peak
 #   3. the same at batch 8 against the eager attention (the SDPA / eager ratio; eager needs too much memory at 32)
 #   4. a short real LEMaRT training loop (composites made on the GPU each step, AdamW, bf16): img/s, MFU and the
-#      share of a training step spent compositing; once without and once with torch.compile
+#      share of a training step spent compositing; without, then with torch.compile
+#   5. the batch-32 forward with torch.compile vs without
+# The most useful numbers come first, so a section that runs out of time (compilation) costs only what follows it.
 # Knobs (environment): PYTHON (default python3), BATCH (default 32), LOOP_STEPS (default 20), BASELINE (git revision
 # of the reference model code, default 2a17b49 = before the speed work; empty to skip).
 set -u
@@ -60,20 +62,24 @@ fi
 section "graph breaks under torch.compile (torch._dynamo.explain, small SwinIH, eval + train)"
 guarded 45 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --explain --skip-table
 
-section "paper config 256x256 bf16, batch $BATCH: fwd and fwd+bwd; SDPA, SDPA + torch.compile, baseline code"
-guarded 210 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --compile --no-eager --configs paper \
-    --sizes 256 --modes fwd,train --batch "paper:256=$BATCH" --rounds 5 --warmup 2 ${BASE_ARGS[@]+"${BASE_ARGS[@]}"}
+section "paper config 256x256 bf16, batch $BATCH: fwd and fwd+bwd, SDPA (and the pre-optimisation code)"
+guarded 90 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --no-eager --configs paper --sizes 256 \
+    --modes fwd,train --batch "paper:256=$BATCH" --rounds 5 --warmup 2 ${BASE_ARGS[@]+"${BASE_ARGS[@]}"}
 
 section "paper config 256x256 bf16, batch 8: SDPA vs the eager attention (eager needs B x heads x 4096^2 scores)"
-guarded 75 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --configs paper --sizes 256 \
+guarded 60 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --configs paper --sizes 256 \
     --modes fwd,train --batch "paper:256=8" --rounds 5 --warmup 2
 
-section "LEMaRT training loop, paper config 256x256 bf16, batch $BATCH, $LOOP_STEPS steps (no compile)"
-guarded 50 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --skip-table \
+section "LEMaRT training loop, paper config 256x256 bf16, batch $BATCH, $LOOP_STEPS steps, no compile"
+guarded 45 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --skip-table \
     --loop-steps "$LOOP_STEPS" --loop-config paper --loop-size 256 --loop-batch "$BATCH"
 
-section "LEMaRT training loop, as above, with torch.compile"
-guarded 90 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --skip-table --compile \
+section "LEMaRT training loop, as above, with torch.compile (compiles the training graph first)"
+guarded 150 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --skip-table --compile \
     --loop-steps "$LOOP_STEPS" --loop-config paper --loop-size 256 --loop-batch "$BATCH"
+
+section "paper config 256x256 bf16, batch $BATCH: forward with torch.compile vs without"
+guarded 60 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --compile --no-eager --configs paper \
+    --sizes 256 --modes fwd --batch "paper:256=$BATCH" --rounds 5 --warmup 2
 
 section "done in $(( $(date +%s) - T0 ))s"

@@ -62,7 +62,7 @@ _CONSTANTS: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
 
 def _cached_constant(key: tuple, build: Callable[[], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
-    """Constant tensors (indices, masks) built once per key (sizes, device) in eager mode.
+    """Constant index tensors built once per key (sizes, device) in eager mode.
 
     Under `torch.compile` the builder is traced instead (a handful of arange / compare ops that the compiler folds),
     so the Python dict never reaches dynamo: no graph break, no recompilation.
@@ -134,7 +134,8 @@ def _axis_segments(side: int, window: int, shift: int) -> list[tuple[int, int]]:
     """
     if shift == 0:
         return [(start, window) for start in range(0, side, window)]
-    return [(0, shift)] + [(start, window) for start in range(shift, side - window, window)] + [(side - window + shift, window - shift)]
+    full = [(start, window) for start in range(shift, side - window, window)]
+    return [(0, shift), *full, (side - window + shift, window - shift)]
 
 
 def window_groups(
