@@ -26,6 +26,7 @@ import torch
 from lemart_hf.baselines import BASELINES, color_transfer_baseline, get_baseline
 from lemart_hf.data import load_iharmony4
 from lemart_hf.evaluation import evaluate_harmonization
+from lemart_hf.highres import TRANSFER_METHODS
 from lemart_hf.metrics import PROTOCOLS
 
 
@@ -56,6 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--protocol", choices=sorted(PROTOCOLS), default="default", help="Evaluation protocol (DESIGN.md §4)."
     )
+    parser.add_argument(
+        "--working_size",
+        type=int,
+        default=None,
+        help="Side the model runs at (default: its image processor's size, as the pipeline does); predictions are "
+        "carried to the protocol size by the high-resolution transfer. 256: run the network at the protocol size.",
+    )
+    parser.add_argument(
+        "--highres_method",
+        choices=TRANSFER_METHODS,
+        default="affine",
+        help="How a prediction at the working size reaches the protocol size (lemart_hf.highres).",
+    )
     parser.add_argument("--batch_size", type=int, default=16, help="Images per batch per process.")
     parser.add_argument("--num_workers", type=int, default=2, help="DataLoader workers (decoding, resizing).")
     parser.add_argument(
@@ -74,19 +88,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_model_predictor(model_name_or_path: str, device: torch.device):
-    """AutoModelForImageToImage after `import lemart_hf` (which registers the package's models)."""
+def model_working_size(model_name_or_path: str) -> tuple[int, int] | None:
+    """The working size of a saved model: its image processor's ``size`` (None when it has no processor config)."""
+    from transformers import AutoImageProcessor
+
+    try:
+        size = AutoImageProcessor.from_pretrained(model_name_or_path).size
+    except (OSError, ValueError):
+        return None
+    return (size["height"], size["width"]) if isinstance(size, dict) else (size, size)
+
+
+def load_model_predictor(
+    model_name_or_path: str, device: torch.device, working_size: int | None = None, highres_method: str = "affine"
+):
+    """AutoModelForImageToImage after `import lemart_hf` (which registers the package's models), run like the
+    "image-harmonization" pipeline: at ``working_size`` (default: the model's image processor size), the
+    correction carried to the protocol size by the high-resolution transfer."""
     from transformers import AutoModelForImageToImage
 
     import lemart_hf  # noqa: F401  (registers the Auto classes)
+    from lemart_hf.evaluation import model_predictor
 
     model = AutoModelForImageToImage.from_pretrained(model_name_or_path)
     model.to(device).eval()
-
-    def predict(pixel_values: torch.Tensor) -> torch.Tensor:
-        return model(pixel_values=pixel_values).harmonized
-
-    return predict
+    size = (working_size, working_size) if working_size else model_working_size(model_name_or_path)
+    return model_predictor(model, size, highres_method), size
 
 
 def _to_pil(image: torch.Tensor):
@@ -134,9 +161,13 @@ def main(argv: list[str] | None = None) -> dict:
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
 
+    if args.working_size is not None and args.working_size < 1:
+        parser.error(f"--working_size must be >= 1, got {args.working_size}")
+
     from accelerate import Accelerator
 
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    working_size = None
     if args.baseline == "color_transfer":
         title = f"color_transfer (Lab {args.color_transfer_lab})"
 
@@ -148,9 +179,13 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         title = args.model
         try:
-            predict_fn = load_model_predictor(args.model, accelerator.device)
+            predict_fn, working_size = load_model_predictor(
+                args.model, accelerator.device, args.working_size, args.highres_method
+            )
         except OSError as error:
             parser.error(f"--model {args.model!r} could not be loaded: {str(error).splitlines()[0]}")
+        if working_size is not None:
+            title += f" (working size {working_size[0]}x{working_size[1]}, {args.highres_method} transfer)"
 
     saver = None
     if args.save_images:
@@ -171,6 +206,8 @@ def main(argv: list[str] | None = None) -> dict:
             "split": args.split,
             "model": args.model,
             "baseline": args.baseline,
+            "working_size": list(working_size) if working_size else None,
+            "highres_method": args.highres_method if working_size else None,
         }
     )
     if accelerator.is_main_process:

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from lemart_hf.data import IHARMONY4_SUBSETS, find_subsets, load_iharmony4
 from lemart_hf.data.photos import EpochShuffleSampler
-from lemart_hf.evaluation import ALL, evaluate_harmonization
+from lemart_hf.evaluation import ALL, evaluate_harmonization, model_predictor
 from lemart_hf.metrics import PROTOCOLS, get_protocol
 from lemart_hf.training import (
     CardMetric,
@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
                 first_batch.update(batch, harmonized=harmonized.detach().cpu())
 
         results = evaluate_harmonization(
-            lambda pixel_values: unwrapped(pixel_values=pixel_values),
+            model_predictor(unwrapped, args.resolution),
             rows,
             batch_size=args.eval_batch_size,
             num_workers=args.dataloader_num_workers,

@@ -45,6 +45,7 @@ from typing import Any
 import torch
 
 from .data.iharmony4 import HarmonizationCollator, subset_sort_key
+from .highres import TRANSFER_METHODS, transfer_harmonization
 from .metrics.functional import METRIC_NAMES, aggregate, harmonization_metrics
 from .metrics.protocol import EvalProtocol, get_protocol, resize_image
 
@@ -61,6 +62,45 @@ def _harmonized_tensor(output: Any) -> torch.Tensor:
     if harmonized is None:
         raise TypeError(f"predict_fn must return a tensor or an output with 'harmonized', got {type(output).__name__}")
     return harmonized
+
+
+def model_predictor(
+    model: torch.nn.Module, working_size: int | tuple[int, int] | None = None, highres_method: str = "affine"
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A ``predict_fn`` for `evaluate_harmonization` that runs ``model`` the way the "image-harmonization" pipeline
+    does: at its working size, with the correction carried to the input's size by `highres.transfer_harmonization`.
+
+    Args:
+        model: a ``...ForHarmonization`` model, in eval mode, on the device of the inputs.
+        working_size: the side (or (height, width)) the network runs at, e.g. its image processor's ``size`` or the
+            training ``--resolution``. ``None``, or the input's own size: the model runs on the input as it is.
+        highres_method: see `highres.TRANSFER_METHODS`.
+    Returns:
+        ``pixel_values`` (B, 4, H, W) in [0, 1] -> harmonized (B, 3, H, W) in [0, 1]. Inputs are resized to the
+        working size with antialiased bilinear interpolation (composite and mask alike, the mask kept soft), as the
+        image processor does.
+    """
+    if highres_method not in TRANSFER_METHODS:
+        raise ValueError(f"highres_method must be one of {TRANSFER_METHODS}, got {highres_method!r}")
+    size = (working_size, working_size) if isinstance(working_size, int) else working_size
+    blended = bool(getattr(model.config, "blend_background", False))
+
+    def predict(pixel_values: torch.Tensor) -> torch.Tensor:
+        if size is None or tuple(size) == tuple(pixel_values.shape[-2:]):
+            return model(pixel_values=pixel_values).harmonized
+        low = resize_image(pixel_values.float(), tuple(size), antialias=True).clamp_(0, 1)
+        prediction = model(pixel_values=low.to(pixel_values.dtype)).harmonized.float()
+        return torch.stack(
+            [
+                transfer_harmonization(
+                    full[:3], full[3:], predicted, small[:3], small[3:], method=highres_method,
+                    prediction_is_blended=blended,
+                )
+                for full, small, predicted in zip(pixel_values.float(), low, prediction)
+            ]
+        )
+
+    return predict
 
 
 def summarize(per_image: Mapping[str, Sequence]) -> dict[str, dict[str, float]]:

@@ -1,4 +1,5 @@
-"""What every harmonization model of lemart_hf shares: the output, the losses, padding and background blending.
+"""What every harmonization model of lemart_hf shares: the output, the losses, padding, background blending and the
+`forward` of the `...ForHarmonization` classes (`HarmonizationModelMixin`).
 
 Every architecture maps `pixel_values` (B, 4, H, W) = [composite RGB in [0, 1], mask in [0, 1]] to an RGB image
 (B, 3, H, W) in [0, 1]. This file is the one home of the pieces around that mapping. Each model folder links to
@@ -123,3 +124,64 @@ def finish_harmonization(
             raise ValueError(f"labels must have shape {tuple(composite.shape)} like the composite, got {tuple(labels.shape)}")
         loss = harmonization_loss(prediction, labels, mask, loss_type, min_area)
     return loss, prediction.clamp(0, 1)
+
+
+class HarmonizationModelMixin:
+    """The `forward` of every `...ForHarmonization` model: split `pixel_values`, pad them to what the network needs,
+    run it, crop back, add the correction to the composite, keep the composite's background, compute the loss.
+
+    A model class lists it before its `PreTrainedModel` base and defines:
+
+    - `padded_size(height, width) -> (H', W')`: the smallest size >= (height, width) the network accepts;
+    - `predict_correction(padded, output_hidden_states, output_attentions) -> (raw, hidden_states, attentions)`:
+      `padded` (B, 4, H', W') -> `raw` (B, 3, H', W') (a correction with `config.residual_output`, else the image),
+      and tuples of intermediate maps / attention probabilities, or None.
+
+    Its config needs `residual_output`, `blend_background`, `loss_type` and `fn_mse_min_area`
+    (`configuration_harmonization.HarmonizationConfig`).
+    """
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        loss_type: str | None = None,
+        original_sizes: torch.Tensor | None = None,
+    ) -> HarmonizationOutput | tuple:
+        """
+        Args:
+            pixel_values: (B, 4, H, W), any H and W: composite RGB in [0, 1] and the mask in [0, 1] (1 = foreground).
+            labels: (B, 3, H, W) in [0, 1], the real image; gives `loss`.
+            output_attentions: return attention probabilities (models with attention; others return None).
+            output_hidden_states: return intermediate feature maps.
+            loss_type: `"mse"` or `"fn_mse"`; defaults to `config.loss_type`.
+            original_sizes: not used by the model; accepted so that `model(**processor(image, mask))` works (the
+                processor returns the sizes for `post_process_harmonization`).
+        Returns:
+            `HarmonizationOutput` (or a tuple without the Nones when `return_dict=False`).
+        """
+        config = self.config
+        return_dict = return_dict if return_dict is not None else config.return_dict
+        output_attentions = output_attentions if output_attentions is not None else config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        )
+        composite, mask = split_pixel_values(pixel_values)
+        height, width = pixel_values.shape[-2:]
+        padded = pad_to_multiple(pixel_values, *self.padded_size(height, width))
+        raw, hidden_states, attentions = self.predict_correction(padded, output_hidden_states, output_attentions)
+        loss, harmonized = finish_harmonization(
+            raw[..., :height, :width],
+            composite,
+            mask,
+            labels,
+            residual_output=config.residual_output,
+            blend=config.blend_background,
+            loss_type=loss_type or config.loss_type,
+            min_area=config.fn_mse_min_area,
+        )
+        output = HarmonizationOutput(loss=loss, harmonized=harmonized, hidden_states=hidden_states, attentions=attentions)
+        return output if return_dict else output.to_tuple()

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
-from transformers import PretrainedConfig
+from .configuration_harmonization import HarmonizationConfig
 
 
-class SwinIHConfig(PretrainedConfig):
+SWINIH_PRESETS: dict[str, dict] = {
+    # The paper's SwinIH.
+    "swinih-base": {},
+    # Small enough to train on 2 CPU cores (2.1 M parameters): same layout, narrower, smaller windows.
+    "swinih-tiny": {"embed_dim": 48, "depths": [2, 2, 4], "num_heads": [3, 6, 12], "window_size": 8},
+    # Ablation variants of the paper (Table 4), each selected by config alone.
+    "swinih-local": {"num_global_layers": 0},
+    "swinih-ms": {"stage_resolution_factors": [1, 2, 1]},
+    "swin-t": {
+        "embed_dim": 96,
+        "depths": [2, 2, 6, 2],
+        "num_heads": [3, 6, 12, 24],
+        "window_size": 8,
+        "stage_resolution_factors": [1, 2, 4, 8],
+        "num_global_layers": 0,
+    },
+}
+
+
+class SwinIHConfig(HarmonizationConfig):
     r"""Configuration of [`SwinIHModel`] and [`SwinIHForHarmonization`].
 
     The defaults are the paper's SwinIH: 4 input channels (composite RGB + mask), patch size 4, three stages of
@@ -14,8 +33,6 @@ class SwinIHConfig(PretrainedConfig):
     self-attention (every token attends to every token).
 
     Args:
-        num_channels (`int`, defaults to 4): input channels of `pixel_values` (RGB composite + mask).
-        num_output_channels (`int`, defaults to 3): channels of the harmonized image.
         patch_size (`int`, defaults to 4): side of the square patch embedded into one token.
         embed_dim (`int`, defaults to 128): token width of the first stage.
         depths (`list[int]`, defaults to `[3, 3, 5]`): Swin blocks per stage.
@@ -36,23 +53,16 @@ class SwinIHConfig(PretrainedConfig):
         attention_probs_dropout_prob (`float`, defaults to 0.0): dropout on attention probabilities.
         drop_path_rate (`float`, defaults to 0.1): stochastic depth, linearly increasing over blocks.
         layer_norm_eps (`float`, defaults to 1e-5): LayerNorm epsilon.
-        initializer_range (`float`, defaults to 0.02): std of the truncated normal weight init.
-        residual_output (`bool`, defaults to `True`): predict a correction added to the composite rather than
-            the image itself (the model starts close to the identity, which is what harmonization needs).
-        blend_background (`bool`, defaults to `True`): return `mask * prediction + (1 - mask) * composite`, so
-            the composite's background is kept exactly.
-        loss_type (`str`, defaults to `"mse"`): `"mse"` (pre-training) or `"fn_mse"` (foreground-normalized MSE
-            of iS2AM, the fine-tuning loss).
-        fn_mse_min_area (`float`, defaults to 100.0): lower bound on the foreground area (in pixels) in the
-            denominator of the foreground-normalized MSE.
+        **kwargs: the options every harmonization model shares (`HarmonizationConfig`: `residual_output`,
+            `blend_background`, `loss_type`, `fn_mse_min_area`, `initializer_range`, ...) and `PretrainedConfig`'s.
     """
 
     model_type = "lemart_swinih"
+    presets = SWINIH_PRESETS
+    default_preset = "swinih-base"
 
     def __init__(
         self,
-        num_channels: int = 4,
-        num_output_channels: int = 3,
         patch_size: int = 4,
         embed_dim: int = 128,
         depths: list[int] | tuple[int, ...] = (3, 3, 5),
@@ -69,11 +79,6 @@ class SwinIHConfig(PretrainedConfig):
         attention_probs_dropout_prob: float = 0.0,
         drop_path_rate: float = 0.1,
         layer_norm_eps: float = 1e-5,
-        initializer_range: float = 0.02,
-        residual_output: bool = True,
-        blend_background: bool = True,
-        loss_type: str = "mse",
-        fn_mse_min_area: float = 100.0,
         **kwargs,
     ):
         depths = list(depths)
@@ -99,11 +104,7 @@ class SwinIHConfig(PretrainedConfig):
             raise ValueError(f"num_global_layers must be in [0, {depths[-1]}], got {num_global_layers}")
         if not 0 <= shift_size < window_size:
             raise ValueError(f"shift_size must be in [0, window_size), got {shift_size}")
-        if loss_type not in ("mse", "fn_mse"):
-            raise ValueError(f"loss_type must be 'mse' or 'fn_mse', got {loss_type!r}")
 
-        self.num_channels = num_channels
-        self.num_output_channels = num_output_channels
         self.patch_size = patch_size
         self.embed_dim = embed_dim
         self.depths = depths
@@ -120,11 +121,6 @@ class SwinIHConfig(PretrainedConfig):
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.drop_path_rate = drop_path_rate
         self.layer_norm_eps = layer_norm_eps
-        self.initializer_range = initializer_range
-        self.residual_output = residual_output
-        self.blend_background = blend_background
-        self.loss_type = loss_type
-        self.fn_mse_min_area = fn_mse_min_area
         super().__init__(**kwargs)
 
     @property
@@ -135,30 +131,3 @@ class SwinIHConfig(PretrainedConfig):
     def pixel_multiple(self) -> int:
         """Input sides are padded to a multiple of this before the patch grid is made (patch x coarsest stage)."""
         return self.patch_size * max(self.stage_resolution_factors)
-
-    # ----- presets -------------------------------------------------------------------------------------------
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "SwinIHConfig":
-        """Build a named preset (see `SWINIH_PRESETS`), with keyword overrides."""
-        if name not in SWINIH_PRESETS:
-            raise ValueError(f"unknown SwinIH preset {name!r}; choose one of {sorted(SWINIH_PRESETS)}")
-        return cls(**{**SWINIH_PRESETS[name], **overrides})
-
-
-SWINIH_PRESETS: dict[str, dict] = {
-    # The paper's SwinIH.
-    "swinih-base": {},
-    # Small enough to train on 2 CPU cores (2.1 M parameters): same layout, narrower, smaller windows.
-    "swinih-tiny": {"embed_dim": 48, "depths": [2, 2, 4], "num_heads": [3, 6, 12], "window_size": 8},
-    # Ablation variants of the paper (Table 4), each selected by config alone.
-    "swinih-local": {"num_global_layers": 0},
-    "swinih-ms": {"stage_resolution_factors": [1, 2, 1]},
-    "swin-t": {
-        "embed_dim": 96,
-        "depths": [2, 2, 6, 2],
-        "num_heads": [3, 6, 12, 24],
-        "window_size": 8,
-        "stage_resolution_factors": [1, 2, 4, 8],
-        "num_global_layers": 0,
-    },
-}

@@ -37,7 +37,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput
 
 from .configuration_swinih import SwinIHConfig
-from .modeling_harmonization import HarmonizationOutput, finish_harmonization, pad_to_multiple, split_pixel_values
+from .modeling_harmonization import HarmonizationModelMixin
 
 
 def drop_path(hidden: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
@@ -514,13 +514,13 @@ class SwinIHModel(SwinIHPreTrainedModel):
         return BaseModelOutput(last_hidden_state=last, hidden_states=hidden_states, attentions=attentions)
 
 
-class SwinIHForHarmonization(SwinIHPreTrainedModel):
+class SwinIHForHarmonization(HarmonizationModelMixin, SwinIHPreTrainedModel):
     """SwinIH with a head back to RGB: (B, 4, H, W) of any H, W -> harmonized (B, 3, H, W) in [0, 1].
 
     The input is replicate-padded to what the windows need and the output cropped back. The head maps each token
     of the last stage to its (patch x factor)^2 pixels (a linear layer + pixel shuffle). With
     `config.residual_output` the head predicts a correction added to the composite; with
-    `config.blend_background` the composite's background is returned unchanged.
+    `config.blend_background` the composite's background is returned unchanged (`HarmonizationModelMixin.forward`).
     """
 
     def __init__(self, config: SwinIHConfig):
@@ -530,47 +530,16 @@ class SwinIHForHarmonization(SwinIHPreTrainedModel):
         self.head = nn.Linear(config.hidden_sizes[-1], config.num_output_channels * self.upscale**2)
         self.post_init()
 
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        loss_type: str | None = None,
-        original_sizes: torch.Tensor | None = None,
-    ) -> HarmonizationOutput | tuple:
-        """
-        Args:
-            pixel_values: (B, 4, H, W): composite RGB in [0, 1] and the mask in [0, 1] (1 = foreground).
-            labels: (B, 3, H, W) in [0, 1], the real image; gives `loss`.
-            loss_type: `"mse"` or `"fn_mse"`; defaults to `config.loss_type`.
-            original_sizes: not used by the model; accepted so that `model(**processor(image, mask))` works (the
-                processor returns the sizes for `post_process_harmonization`).
-        """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        composite, mask = split_pixel_values(pixel_values)
-        height, width = pixel_values.shape[-2:]
-        padded_h, padded_w = self.swinih.padded_size(height, width)
-        padded = pad_to_multiple(pixel_values, padded_h, padded_w)
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        return self.swinih.padded_size(height, width)
+
+    def predict_correction(self, padded: torch.Tensor, output_hidden_states: bool, output_attentions: bool):
+        """(B, 4, H', W') padded input -> raw (B, 3, H', W'), hidden states, attentions."""
         outputs = self.swinih(
             padded, output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True
         )
         raw = F.pixel_shuffle(self.head(outputs.last_hidden_state.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), self.upscale)
-        loss, harmonized = finish_harmonization(
-            raw[..., :height, :width],
-            composite,
-            mask,
-            labels,
-            residual_output=self.config.residual_output,
-            blend=self.config.blend_background,
-            loss_type=loss_type or self.config.loss_type,
-            min_area=self.config.fn_mse_min_area,
-        )
-        output = HarmonizationOutput(
-            loss=loss, harmonized=harmonized, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-        return output if return_dict else output.to_tuple()
+        return raw, outputs.hidden_states, outputs.attentions
 
 
 __all__ = ["SwinIHPreTrainedModel", "SwinIHModel", "SwinIHForHarmonization"]
