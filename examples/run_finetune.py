@@ -43,6 +43,7 @@ from lemart_hf.data import IHARMONY4_SUBSETS, find_subsets, load_iharmony4
 from lemart_hf.data.photos import EpochShuffleSampler
 from lemart_hf.evaluation import ALL, evaluate_harmonization, model_predictor
 from lemart_hf.metrics import PROTOCOLS, get_protocol
+from lemart_hf.models.architectures import architecture_of_config
 from lemart_hf.training import (
     CardMetric,
     CheckpointManager,
@@ -429,6 +430,7 @@ def main(argv: list[str] | None = None) -> dict:
         if accelerator.is_main_process:
             logger.info("test split:\n" + results.to_markdown())
     summary = {
+        "architecture": architecture_of_config(accelerator.unwrap_model(model).config).name,
         "global_step": state.global_step,
         "max_train_steps": max_train_steps,
         "stopped_early": stop_reason,
@@ -498,7 +500,7 @@ def finetune_card(args, summary, results, subsets, learning_rate, max_train_step
     )
     stopped = f" (stopped early: {summary['stopped_early']})" if summary["stopped_early"] else ""
     text = (
-        f"Image harmonization model fine-tuned from {start} on {summary['train_pairs']} labeled pairs "
+        f"Image harmonization model ({summary['architecture']}) fine-tuned from {start} on {summary['train_pairs']} labeled pairs "
         f"({args.train_fraction:.0%} of the training lists of {', '.join(subsets)}), {summary['global_step']} of "
         f"{max_train_steps} steps{stopped}, with the {args.loss_type} loss. Made with lemart_hf's "
         "`examples/run_finetune.py` (LEMaRT, CVPR 2023)."
@@ -533,7 +535,7 @@ def finetune_card(args, summary, results, subsets, learning_rate, max_train_step
         command=command_line("examples/run_finetune.py"),
         results_markdown=results_md,
         base_model=args.model_name_or_path,
-        extra_tags=["iharmony4", "fine-tuned" if args.model_name_or_path else "from-scratch"],
+        extra_tags=[summary["architecture"], "iharmony4", "fine-tuned" if args.model_name_or_path else "from-scratch"],
         sample_image="sample_grid.png" if has_sample else None,
     )
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""LEMaRT pre-training of SwinIH on unlabeled photos (Accelerate).
+"""LEMaRT pre-training of SwinIH (or any lemart_hf architecture, ``--model_type``) on unlabeled photos (Accelerate).
 
 Every step takes a batch of photo crops, makes LEMaRT composites from them online (a random foreground mask, the
 photo's visual attributes perturbed inside it; new composites every epoch) and trains the model to give the
@@ -48,6 +48,7 @@ from lemart_hf.data.photos import EpochShuffleSampler, PhotoDataset, StreamingPh
 from lemart_hf.data.samples import sample_photo_paths
 from lemart_hf.lemart import MASK_STRATEGIES, PERTURBATIONS, LEMaRTComposer, generator_for_step
 from lemart_hf.metrics import harmonization_metrics
+from lemart_hf.models.architectures import architecture_of_config
 from lemart_hf.training import (
     CardMetric,
     CheckpointManager,
@@ -558,6 +559,7 @@ def main(argv: list[str] | None = None) -> dict:
         run_validation(state.global_step)
     accelerator.wait_for_everyone()
     summary = {
+        "architecture": architecture_of_config(accelerator.unwrap_model(model).config).name,
         "global_step": state.global_step,
         "max_train_steps": max_train_steps,
         "stopped_early": stop_reason,
@@ -619,7 +621,7 @@ def pretrain_card(
         )
     stopped = f" (stopped early: {summary['stopped_early']})" if summary["stopped_early"] else ""
     summary_text = (
-        "SwinIH image harmonization model pre-trained with LEMaRT (Label-Efficient Masked Region Transform, "
+        f"Image harmonization model ({summary['architecture']}) pre-trained with LEMaRT (Label-Efficient Masked Region Transform, "
         "CVPR 2023): composites made online from unlabeled photos by perturbing the visual attributes of a random "
         f"region, with the photo itself as the target. Trained {summary['global_step']} of {max_train_steps} steps"
         f"{stopped}, {summary['images_seen']} images, on {data_source}.\n\nMade with lemart_hf's "
@@ -651,7 +653,7 @@ def pretrain_card(
         command=command_line("examples/run_pretrain.py"),
         results_markdown=results,
         base_model=args.model_name_or_path,
-        extra_tags=["self-supervised", "pre-training"],
+        extra_tags=[summary["architecture"], "self-supervised", "pre-training"],
         sample_image="sample_grid.png" if has_sample else None,
     )
 

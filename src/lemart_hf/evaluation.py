@@ -93,7 +93,12 @@ def model_predictor(
         return torch.stack(
             [
                 transfer_harmonization(
-                    full[:3], full[3:], predicted, small[:3], small[3:], method=highres_method,
+                    full[:3],
+                    full[3:],
+                    predicted,
+                    small[:3],
+                    small[3:],
+                    method=highres_method,
                     prediction_is_blended=blended,
                 )
                 for full, small, predicted in zip(pixel_values.float(), low, prediction)

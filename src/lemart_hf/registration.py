@@ -7,23 +7,29 @@ next to its weights, so a saved folder also loads with `trust_remote_code=True` 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageToImage
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .models.swinih import SwinIHConfig, SwinIHForHarmonization, SwinIHImageProcessor, SwinIHModel
+from .models.architectures import ARCHITECTURES
+from .models.swinih import SwinIHImageProcessor
 from .pipelines import ImageHarmonizationPipeline
 
 
 def register_auto_classes() -> None:
-    """Register config, backbone, harmonization model and image processor of every architecture."""
-    for config_class, backbone_class, harmonization_class, processor_class in (
-        (SwinIHConfig, SwinIHModel, SwinIHForHarmonization, SwinIHImageProcessor),
-    ):
+    """Register config, model and image processor of every architecture.
+
+    `AutoModelForImageToImage` gives the harmonization model; `AutoModel` the headless backbone where the
+    architecture has one (SwinIH), else the harmonization model too. Every architecture takes the same 4-channel
+    input, so they share one image processor.
+    """
+    for arch in ARCHITECTURES.values():
+        config_class, harmonization_class = arch.config_class, arch.model_class
+        backbone_class = arch.backbone_class or harmonization_class
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         AutoModel.register(config_class, backbone_class, exist_ok=True)
         AutoModelForImageToImage.register(config_class, harmonization_class, exist_ok=True)
-        AutoImageProcessor.register(config_class, slow_image_processor_class=processor_class, exist_ok=True)
+        AutoImageProcessor.register(config_class, slow_image_processor_class=SwinIHImageProcessor, exist_ok=True)
         config_class.register_for_auto_class()
         backbone_class.register_for_auto_class("AutoModel")
         harmonization_class.register_for_auto_class("AutoModelForImageToImage")
-        processor_class.register_for_auto_class("AutoImageProcessor")
+    SwinIHImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 
 def register_pipelines() -> None:

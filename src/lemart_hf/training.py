@@ -51,12 +51,24 @@ HUB_IGNORE_PATTERNS = [f"{CHECKPOINT_PREFIX}*", "logs/**", "samples/**", "*.tmp"
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, default_loss: str) -> None:
+    from .models.architectures import ARCHITECTURES
+
     group = parser.add_argument_group("model")
     group.add_argument(
+        "--model_type",
+        choices=sorted(ARCHITECTURES),
+        default=None,
+        help="Architecture trained from scratch (ignored with --model_name_or_path): swinih (the paper's SwinIH), vit, "
+        "resnet_generator (pix2pixHD without downsampling), hrnet, harmony_transformer (HT+). Default: the "
+        "architecture of --model_config, else swinih.",
+    )
+    group.add_argument(
         "--model_config",
-        default="swinih-base",
-        help="A SwinIH preset name (swinih-base = the paper's, swinih-tiny = 2.1 M parameters for CPUs, ...), or a "
-        "path to a config JSON file or to a folder with config.json. Ignored with --model_name_or_path.",
+        default=None,
+        help="A preset name (default: the --model_type's paper-size one, e.g. swinih-base; swinih-tiny, vit-tiny, "
+        "resnet-generator-tiny, hrnet-tiny, harmony-transformer-tiny train on CPUs; a preset also selects its "
+        "architecture), or a path to a config JSON file or a folder with config.json. Ignored with "
+        "--model_name_or_path.",
     )
     group.add_argument(
         "--model_name_or_path",
@@ -213,9 +225,11 @@ def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Nam
         parser.error(f"--time_budget_minutes must be > 0, got {args.time_budget_minutes}")
     if args.model_name_or_path is None:
         try:
-            resolve_model_config(args.model_config)
+            config = resolve_model_config(args.model_config, args.model_type)
         except (ValueError, OSError) as error:
             parser.error(f"--model_config: {error}")
+        if args.model_config is None:  # named in logs and model cards
+            args.model_config = config.__class__.default_preset
     else:
         # A local path must be a folder; anything else is taken for a Hub id ("user/model") and checked on loading.
         looks_local = args.model_name_or_path.startswith(("/", "./", "../", "~")) or os.path.exists(
@@ -267,38 +281,60 @@ def make_accelerator(args: argparse.Namespace):
     )
 
 
-def resolve_model_config(name_or_path: str, **overrides):
-    """A SwinIH preset name, a config JSON file or a folder with config.json -> `SwinIHConfig`.
+def resolve_model_config(name_or_path: str | None, model_type: str | None = None, **overrides):
+    """A preset name, a config JSON file or a folder with config.json -> the architecture's config.
 
+    Args:
+        name_or_path: a preset of any architecture (e.g. ``"swinih-tiny"``, ``"vit-tiny"``), a path, or None for
+            the default preset of ``model_type``.
+        model_type: an architecture of `lemart_hf.models.architectures.ARCHITECTURES`; when given, the preset or
+            file must be of that architecture.
+        overrides: config attributes to set.
     Raises:
-        ValueError: neither a preset nor an existing path (the message lists the presets).
+        ValueError: unknown preset or model type, a file of another architecture, or a path that does not exist.
     """
-    from .models.swinih import SWINIH_PRESETS, SwinIHConfig
+    from .models.architectures import ARCHITECTURES, architecture_of_preset, get_architecture
 
-    if name_or_path in SWINIH_PRESETS:
-        return SwinIHConfig.from_preset(name_or_path, **overrides)
-    path = Path(name_or_path)
-    if path.is_dir() and (path / "config.json").is_file():
-        path = path / "config.json"
-    if path.is_file():
-        config = SwinIHConfig.from_json_file(str(path))
+    wanted = get_architecture(model_type) if model_type is not None else None
+    if name_or_path is None:
+        arch = wanted or ARCHITECTURES["swinih"]
+        return arch.config_class.from_preset(arch.config_class.default_preset, **overrides)
+    arch = architecture_of_preset(name_or_path)
+    if arch is None:
+        path = Path(name_or_path)
+        if path.is_dir() and (path / "config.json").is_file():
+            path = path / "config.json"
+        if not path.is_file():
+            presets = sorted(p for a in ARCHITECTURES.values() for p in a.presets)
+            raise ValueError(f"{name_or_path!r} is neither a preset ({', '.join(presets)}) nor a config file/folder")
+        saved_type = json.loads(path.read_text()).get("model_type")
+        if saved_type is None:  # a hand-written file: the architecture asked for, else SwinIH
+            arch = wanted or ARCHITECTURES["swinih"]
+        else:
+            matches = [a for a in ARCHITECTURES.values() if a.config_class.model_type == saved_type]
+            if not matches:
+                raise ValueError(f"{str(path)!r} has model_type {saved_type!r}, not one of lemart_hf's architectures")
+            arch = matches[0]
+        config = arch.config_class.from_json_file(str(path))
         for key, value in overrides.items():
             setattr(config, key, value)
-        return config
-    raise ValueError(
-        f"{name_or_path!r} is neither a SwinIH preset ({', '.join(sorted(SWINIH_PRESETS))}) nor a config file/folder"
-    )
+    else:
+        config = arch.config_class.from_preset(name_or_path, **overrides)
+    if wanted is not None and arch is not wanted:
+        raise ValueError(f"{name_or_path!r} is a {arch.name} config, but --model_type is {wanted.name}")
+    return config
 
 
 def load_model(args: argparse.Namespace):
     """The model to train and its image processor (working size ``--resolution``).
 
-    From ``--model_name_or_path`` (any architecture registered with `AutoModelForImageToImage`) or a fresh
-    `SwinIHForHarmonization` from ``--model_config``. The config's ``loss_type`` is set to ``--loss_type``.
+    From ``--model_name_or_path`` (any architecture registered with `AutoModelForImageToImage`) or a fresh model of
+    ``--model_type`` / ``--model_config``. The config's ``loss_type`` is set to ``--loss_type``.
     """
     from transformers import AutoImageProcessor, AutoModelForImageToImage
 
-    from .models.swinih import SwinIHForHarmonization, SwinIHImageProcessor
+    from .models.architectures import architecture_of_config
+    from .models.swinih import SwinIHImageProcessor
 
     size = {"height": args.resolution, "width": args.resolution}
     if args.model_name_or_path is not None:
@@ -309,7 +345,8 @@ def load_model(args: argparse.Namespace):
         except (OSError, ValueError):
             image_processor = SwinIHImageProcessor(size=size)
     else:
-        model = SwinIHForHarmonization(resolve_model_config(args.model_config))
+        config = resolve_model_config(args.model_config, getattr(args, "model_type", None))
+        model = architecture_of_config(config).model_class(config)
         image_processor = SwinIHImageProcessor(size=size)
     model.config.loss_type = args.loss_type
     if args.gradient_checkpointing:  # transformers >= 5.2x renamed it
@@ -325,10 +362,7 @@ def build_optimizer(model: torch.nn.Module, args: argparse.Namespace, learning_r
         if not parameter.requires_grad:
             continue
         (no_decay if parameter.ndim <= 1 or "position_bias" in name else decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": args.adam_weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    groups = [{"params": decay, "weight_decay": args.adam_weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
 
 
@@ -833,7 +867,7 @@ def model_card(
         for m in metrics
         if m.value is not None and math.isfinite(m.value)
     ]
-    tags = list(dict.fromkeys(["image-harmonization", "lemart", "swinih", "lemart_hf", *extra_tags]))
+    tags = list(dict.fromkeys(["image-harmonization", "lemart", "lemart_hf", *extra_tags]))
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag="image-to-image",
@@ -844,11 +878,7 @@ def model_card(
         eval_results=eval_results or None,
     )
     recipe_rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in recipe.items())
-    sections = [
-        f"---\n{card_data.to_yaml()}\n---\n",
-        f"# {model_name}\n",
-        summary.strip() + "\n",
-    ]
+    sections = [f"---\n{card_data.to_yaml()}\n---\n", f"# {model_name}\n", summary.strip() + "\n"]
     if results_markdown:
         sections.append("## Results\n\n" + results_markdown.strip() + "\n")
     if sample_image:

@@ -121,7 +121,9 @@ def finish_harmonization(
     loss = None
     if labels is not None:
         if labels.shape != composite.shape:
-            raise ValueError(f"labels must have shape {tuple(composite.shape)} like the composite, got {tuple(labels.shape)}")
+            raise ValueError(
+                f"labels must have shape {tuple(composite.shape)} like the composite, got {tuple(labels.shape)}"
+            )
         loss = harmonization_loss(prediction, labels, mask, loss_type, min_area)
     return loss, prediction.clamp(0, 1)
 
@@ -166,9 +168,7 @@ class HarmonizationModelMixin:
         config = self.config
         return_dict = return_dict if return_dict is not None else config.return_dict
         output_attentions = output_attentions if output_attentions is not None else config.output_attentions
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else config.output_hidden_states
-        )
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
         composite, mask = split_pixel_values(pixel_values)
         height, width = pixel_values.shape[-2:]
         padded = pad_to_multiple(pixel_values, *self.padded_size(height, width))
@@ -183,5 +183,7 @@ class HarmonizationModelMixin:
             loss_type=loss_type or config.loss_type,
             min_area=config.fn_mse_min_area,
         )
-        output = HarmonizationOutput(loss=loss, harmonized=harmonized, hidden_states=hidden_states, attentions=attentions)
+        output = HarmonizationOutput(
+            loss=loss, harmonized=harmonized, hidden_states=hidden_states, attentions=attentions
+        )
         return output if return_dict else output.to_tuple()

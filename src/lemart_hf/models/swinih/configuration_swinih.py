@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .configuration_harmonization import HarmonizationConfig
 
-
 SWINIH_PRESETS: dict[str, dict] = {
     # The paper's SwinIH.
     "swinih-base": {},

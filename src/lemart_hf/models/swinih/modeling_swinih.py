@@ -479,9 +479,7 @@ class SwinIHModel(SwinIHPreTrainedModel):
         """Args: pixel_values (B, 4, H, W), H and W already padded (see `padded_size`)."""
         config = self.config
         output_attentions = output_attentions if output_attentions is not None else config.output_attentions
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else config.output_hidden_states
-        )
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
         return_dict = return_dict if return_dict is not None else config.return_dict
         height, width = pixel_values.shape[-2:]
         if (height, width) != self.padded_size(height, width):
@@ -538,7 +536,9 @@ class SwinIHForHarmonization(HarmonizationModelMixin, SwinIHPreTrainedModel):
         outputs = self.swinih(
             padded, output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True
         )
-        raw = F.pixel_shuffle(self.head(outputs.last_hidden_state.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), self.upscale)
+        raw = F.pixel_shuffle(
+            self.head(outputs.last_hidden_state.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), self.upscale
+        )
         return raw, outputs.hidden_states, outputs.attentions
 
 
