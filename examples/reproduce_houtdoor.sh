@@ -5,14 +5,19 @@
 #
 # DATA_DIR holds photos/ (unlabeled photos for pre-training) and HOutdoor/ (iHarmony4 layout), e.g. ../shared/data.
 # PROFILE picks the compute budget; the recipe is the same, only steps/batch/precision change:
-#   cpu  (default) — 2 CPU cores, about an hour in all: pre-training 300 steps x 8 crops at 128 px, each
-#                    fine-tuning 100 steps x 8 crops at 128 px; evaluation at 256 px (the protocol). A longer
-#                    CPU run: PRETRAIN_ARGS="--max_train_steps 1200" FINETUNE_ARGS="--max_train_steps 400".
+#   cpu  (default) — 2 CPU cores, about 1 h 45 min of CPU time per core: pre-training 3000 steps x 16 crops at
+#                    64 px (42 epochs of the photos), each fine-tuning 1500 steps x 16 crops at 64 px; the models
+#                    run at 64 px and evaluation is at 256 px (the protocol), the prediction carried to 256 px by the
+#                    pipeline's high-resolution transfer (run_eval.py's default for a model saved at 64 px).
+#                    Run the scratch fine-tunings beside pre-training (INITS=scratch STAGES=finetune) to halve the
+#                    wall time.
 #   gpu            — one H100/H200: bf16, 256 px, 3000 pre-training and 1500 fine-tuning steps.
 # Every pair (LEMaRT vs scratch at the same label fraction) uses the same steps and hyper-parameters.
 # Stages whose output already exists are skipped, so an interrupted study continues where it stopped;
 # STAGES=pretrain,finetune,eval,table restricts what runs (default: all), INITS="lemart scratch" which
-# initialisations are fine-tuned and evaluated (run the scratch ones beside pre-training to save wall time); PRETRAIN_ARGS / FINETUNE_ARGS /
+# initialisations are fine-tuned and evaluated (run the scratch ones beside pre-training to save wall time),
+# MODEL_CONFIG which preset of which architecture (default swinih-tiny; e.g. resnet-generator-tiny, hrnet-tiny,
+# harmony-transformer-tiny, vit-tiny), FRACTIONS which label fractions (default "0.1 1.0"); PRETRAIN_ARGS / FINETUNE_ARGS /
 # EVAL_ARGS append arguments (the last one wins), e.g. PRETRAIN_ARGS="--max_train_steps 2" for a smoke test.
 set -euo pipefail
 
@@ -21,6 +26,8 @@ OUT_DIR=${2:-outputs/houtdoor_study}
 PROFILE=${3:-cpu}
 STAGES=${STAGES:-pretrain,finetune,eval,table}
 INITS=${INITS:-lemart scratch}
+MODEL_CONFIG=${MODEL_CONFIG:-swinih-tiny}
+FRACTIONS=${FRACTIONS:-0.1 1.0}
 PYTHON=${PYTHON:-python}
 ACCELERATE=${ACCELERATE:-accelerate}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -28,9 +35,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 case "$PROFILE" in
   cpu)
     LAUNCH=("$ACCELERATE" launch --num_processes 1 --cpu)
-    PRETRAIN=(--resolution 128 --train_batch_size 8 --max_train_steps 300 --learning_rate 1e-3
+    PRETRAIN=(--resolution 64 --train_batch_size 16 --max_train_steps 3000 --learning_rate 1e-3
               --dataloader_num_workers 1 --num_validation_composites 16)
-    FINETUNE=(--resolution 128 --train_batch_size 8 --max_train_steps 100 --learning_rate 5e-4
+    FINETUNE=(--resolution 64 --train_batch_size 16 --max_train_steps 1500 --learning_rate 5e-4
               --dataloader_num_workers 1)
     EVAL_BATCH=16 ;;
   gpu)
@@ -50,22 +57,22 @@ done_in() { [ -f "$1/model.safetensors" ] && [ -f "$1/config.json" ]; }
 
 # 1. LEMaRT pre-training on unlabeled photos (disjoint from HOutdoor's scenes).
 if wants pretrain && ! done_in "$OUT_DIR/pretrained"; then
-  "${LAUNCH[@]}" "$HERE/run_pretrain.py" --train_dir "$DATA_DIR/photos" --model_config swinih-tiny \
+  "${LAUNCH[@]}" "$HERE/run_pretrain.py" --train_dir "$DATA_DIR/photos" --model_config "$MODEL_CONFIG" \
     --mask_strategy random --mask_ratio 0.5 "${PRETRAIN[@]}" --seed 0 \
-    --output_dir "$OUT_DIR/pretrained" --checkpointing_steps 100 --checkpoints_total_limit 2 \
-    --validation_steps 150 --resume_from_checkpoint latest ${PRETRAIN_ARGS:-}
+    --output_dir "$OUT_DIR/pretrained" --checkpointing_steps 250 --checkpoints_total_limit 2 \
+    --validation_steps 500 --resume_from_checkpoint latest ${PRETRAIN_ARGS:-}
 fi
 
 # 2. Fine-tuning at 10% and 100% of the labels, from LEMaRT weights and from scratch.
 if wants finetune; then
-  for fraction in 0.1 1.0; do
+  for fraction in $FRACTIONS; do
     for init in $INITS; do
       run="$OUT_DIR/finetune_${init}_${fraction}"
       done_in "$run" && continue
-      if [ "$init" = lemart ]; then start=(--model_name_or_path "$OUT_DIR/pretrained"); else start=(--model_config swinih-tiny); fi
+      if [ "$init" = lemart ]; then start=(--model_name_or_path "$OUT_DIR/pretrained"); else start=(--model_config "$MODEL_CONFIG"); fi
       "${LAUNCH[@]}" "$HERE/run_finetune.py" --data_dir "$DATA_DIR" --subsets HOutdoor \
         --train_fraction "$fraction" "${start[@]}" "${FINETUNE[@]}" --seed 0 --skip_final_evaluation \
-        --output_dir "$run" --checkpointing_steps 50 --checkpoints_total_limit 1 --validation_steps 0 \
+        --output_dir "$run" --checkpointing_steps 250 --checkpoints_total_limit 1 --validation_steps 0 \
         --resume_from_checkpoint latest ${FINETUNE_ARGS:-}
     done
   done
@@ -77,7 +84,7 @@ if wants eval; then
     [ -f "$OUT_DIR/eval_$baseline/results.json" ] || "$PYTHON" "$HERE/run_eval.py" --data_dir "$DATA_DIR" \
       --subsets HOutdoor --baseline "$baseline" --output_dir "$OUT_DIR/eval_$baseline" ${EVAL_ARGS:-}
   done
-  for fraction in 0.1 1.0; do
+  for fraction in $FRACTIONS; do
     for init in $INITS; do
       run="finetune_${init}_${fraction}"
       [ -f "$OUT_DIR/eval_$run/results.json" ] || "$PYTHON" "$HERE/run_eval.py" --data_dir "$DATA_DIR" \

@@ -117,6 +117,12 @@ def run_script(
 
 
 @pytest.fixture(scope="session")
+def load_example():
+    """`load_script(name)`: an example script imported as a module."""
+    return load_script
+
+
+@pytest.fixture(scope="session")
 def run_example():
     """`run_script(script, args, launcher=None, timeout=300, check=True)`: run an example in a subprocess."""
     return run_script
