@@ -1,13 +1,16 @@
-"""Collect the HOutdoor study's evaluations (run_eval.py results.json files) into one Markdown table.
+"""Collect HOutdoor study evaluations (run_eval.py results.json files) into one Markdown table.
 
-    python examples/summarize_study.py OUT_DIR
+    python examples/summarize_study.py OUT_DIR [OUT_DIR ...]
 
-Rows: the two baselines, then each fine-tuned model (LEMaRT / scratch at each label fraction); columns: MSE, PSNR,
-fMSE, fPSNR over all test images; for each label fraction, the LEMaRT - scratch difference in dB.
+OUT_DIR is a `reproduce_houtdoor.sh` output folder; several (one per architecture) give one table. Rows: the two
+baselines (from the first folder that has them), then each fine-tuned model (LEMaRT / scratch at each label
+fraction), named by its architecture and size; columns: MSE, PSNR, fMSE, fPSNR over all test images; then, per
+architecture and label fraction, the LEMaRT - scratch difference in dB.
 """
 
 import argparse
 import json
+import math
 import re
 from pathlib import Path
 
@@ -20,38 +23,54 @@ def load_all_row(folder: Path) -> dict:
     return table["All"]
 
 
+def model_label(model_dir: Path) -> str:
+    """E.g. "SwinIH-tiny (2.1 M)": the architecture's name and the parameter count of the saved model."""
+    from safetensors import safe_open
+
+    from lemart_hf.models.architectures import ARCHITECTURES
+
+    model_type = json.loads((model_dir / "config.json").read_text())["model_type"]
+    names = {a.config_class.model_type: a.display_name for a in ARCHITECTURES.values()}
+    with safe_open(model_dir / "model.safetensors", "pt") as f:
+        parameters = sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+    return f"{names.get(model_type, model_type)} ({parameters / 1e6:.1f} M)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path)
-    out_dir = parser.parse_args().out_dir
+    parser.add_argument("out_dirs", type=Path, nargs="+")
+    out_dirs = parser.parse_args().out_dirs
 
-    rows, runs = [], {}
+    rows, gains = [], []
     for folder, label in BASELINES.items():
-        if (out_dir / folder / "results.json").is_file():
-            rows.append((label, load_all_row(out_dir / folder)))
-    for folder in sorted(out_dir.glob("eval_finetune_*")):
-        match = RUN.match(folder.name)
-        if match and (folder / "results.json").is_file():
-            init, fraction = match.groups()
-            runs[(float(fraction), init)] = load_all_row(folder)
-    for (fraction, init), row in sorted(runs.items(), key=lambda item: (item[0][0], item[0][1] != "scratch")):
-        name = "LEMaRT pre-trained" if init == "lemart" else "from scratch"
-        rows.append((f"SwinIH-tiny, {name}, {fraction:.0%} labels", row))
+        found = [d / folder for d in out_dirs if (d / folder / "results.json").is_file()]
+        if found:
+            rows.append((label, load_all_row(found[0])))
+    for out_dir in out_dirs:
+        runs, labels = {}, {}
+        for folder in sorted(out_dir.glob("eval_finetune_*")):
+            match = RUN.match(folder.name)
+            if match and (folder / "results.json").is_file():
+                init, fraction = match.groups()
+                runs[(float(fraction), init)] = load_all_row(folder)
+                labels[(float(fraction), init)] = model_label(out_dir / folder.name.removeprefix("eval_"))
+        for (fraction, init), row in sorted(runs.items(), key=lambda item: (item[0][0], item[0][1] != "scratch")):
+            name = "LEMaRT pre-trained" if init == "lemart" else "from scratch"
+            rows.append((f"{labels[(fraction, init)]}, {name}, {fraction:.0%} labels", row))
+        for fraction in sorted({f for f, _ in runs}):
+            if (fraction, "lemart") in runs and (fraction, "scratch") in runs:
+                lemart, scratch = runs[(fraction, "lemart")], runs[(fraction, "scratch")]
+                gains.append(
+                    f"{labels[(fraction, 'lemart')].split(' (')[0]}, {fraction:.0%} labels: LEMaRT - scratch = "
+                    f"{lemart['psnr'] - scratch['psnr']:+.2f} dB PSNR, {lemart['fpsnr'] - scratch['fpsnr']:+.2f} dB fPSNR"
+                )
 
     print("| Method | MSE | PSNR (dB) | fMSE | fPSNR (dB) |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for label, row in rows:
         print(f"| {label} | {row['mse']:.2f} | {row['psnr']:.2f} | {row['fmse']:.1f} | {row['fpsnr']:.2f} |")
-    gains = []
-    for fraction in sorted({f for f, _ in runs}):
-        if (fraction, "lemart") in runs and (fraction, "scratch") in runs:
-            lemart, scratch = runs[(fraction, "lemart")], runs[(fraction, "scratch")]
-            gains.append(
-                f"{fraction:.0%} labels: LEMaRT - scratch = {lemart['psnr'] - scratch['psnr']:+.2f} dB PSNR, "
-                f"{lemart['fpsnr'] - scratch['fpsnr']:+.2f} dB fPSNR"
-            )
     if gains:
-        print("\n" + "; ".join(gains) + ".")
+        print("\n" + "\n".join(f"- {gain}" for gain in gains))
     images = rows[0][1]["images"] if rows else 0
     print(f"\nHOutdoor test ({images} images), default protocol: 256x256, antialiased bilinear, binary mask, peak 255.")
 

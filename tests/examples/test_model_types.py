@@ -28,7 +28,10 @@ def test_pretrain_finetune_eval_and_pipeline(name, tmp_path, photo_folder, iharm
         common + ["--model_type", name, "--model_config", tiny_preset(name), "--train_dir", str(photo_folder),
                   "--output_dir", str(pretrained), "--num_validation_composites", "2"],
     )  # fmt: skip
-    assert json.loads((pretrained / "config.json").read_text())["model_type"] == ARCHITECTURES[name].config_class.model_type
+    assert (
+        json.loads((pretrained / "config.json").read_text())["model_type"]
+        == ARCHITECTURES[name].config_class.model_type
+    )
     card = (pretrained / "README.md").read_text()
     assert f"({name})" in card and f"- {name}" in card  # the summary and the tags name the architecture
 

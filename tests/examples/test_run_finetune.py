@@ -167,7 +167,7 @@ def test_push_to_hub_uploads_the_final_folder(tmp_path, iharmony4_root, tiny_con
         (["--train_fraction", "150%"], "argument --train_fraction: must be in (0, 1]"),
         (["--train_fraction", "ten"], "expected a fraction like 0.1"),
         (["--subsets", "HCOCO"], "--subsets ['HCOCO'] not found"),
-        (["--model_config", "swinih-huge"], "neither a SwinIH preset"),
+        (["--model_config", "swinih-huge"], "is neither a preset ("),
         (["--model_name_or_path", "./no/such/model"], "is not a directory"),
     ],
 )

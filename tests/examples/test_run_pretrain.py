@@ -214,7 +214,7 @@ def test_nan_loss_stops_with_a_clear_message_after_saving(tmp_path, tiny_config,
     "argv, message",
     [
         (["--train_dir", "/no/such/folder"], "--train_dir '/no/such/folder' is not a directory"),
-        (["--model_config", "swinih-huge"], "neither a SwinIH preset"),
+        (["--model_config", "swinih-huge"], "is neither a preset ("),
         (["--streaming"], "--streaming needs --dataset_name"),
         (["--train_dir", ".", "--dataset_name", "x"], "not both"),
         (["--mask_ratio", "1.5"], "--mask_ratio must be in [0, 1]"),

@@ -10,10 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .configuration_harmonization import HarmonizationConfig
-from .harmony_transformer import (
-    HarmonyTransformerConfig,
-    HarmonyTransformerForHarmonization,
-)
+from .harmony_transformer import HarmonyTransformerConfig, HarmonyTransformerForHarmonization
 from .hrnet import HRNetIHConfig, HRNetIHForHarmonization
 from .resnet_generator import ResNetGeneratorConfig, ResNetGeneratorForHarmonization
 from .swinih import SwinIHConfig, SwinIHForHarmonization, SwinIHModel
@@ -25,6 +22,7 @@ class Architecture:
     """One architecture: its config class, its harmonization model and (where it has one) a headless backbone."""
 
     name: str
+    display_name: str
     config_class: type[HarmonizationConfig]
     model_class: type
     backbone_class: type | None = None
@@ -37,15 +35,11 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
     for arch in (
-        Architecture("swinih", SwinIHConfig, SwinIHForHarmonization, SwinIHModel),
-        Architecture("vit", ViTIHConfig, ViTIHForHarmonization),
-        Architecture("resnet_generator", ResNetGeneratorConfig, ResNetGeneratorForHarmonization),
-        Architecture("hrnet", HRNetIHConfig, HRNetIHForHarmonization),
-        Architecture(
-            "harmony_transformer",
-            HarmonyTransformerConfig,
-            HarmonyTransformerForHarmonization,
-        ),
+        Architecture("swinih", "SwinIH", SwinIHConfig, SwinIHForHarmonization, SwinIHModel),
+        Architecture("vit", "ViT", ViTIHConfig, ViTIHForHarmonization),
+        Architecture("resnet_generator", "ResNet generator", ResNetGeneratorConfig, ResNetGeneratorForHarmonization),
+        Architecture("hrnet", "HRNet", HRNetIHConfig, HRNetIHForHarmonization),
+        Architecture("harmony_transformer", "HT+", HarmonyTransformerConfig, HarmonyTransformerForHarmonization),
     )
 }
 
@@ -73,10 +67,4 @@ def architecture_of_config(config) -> Architecture:
     raise ValueError(f"model_type {config.model_type!r} is not one of lemart_hf's harmonization architectures")
 
 
-__all__ = [
-    "ARCHITECTURES",
-    "Architecture",
-    "architecture_of_config",
-    "architecture_of_preset",
-    "get_architecture",
-]
+__all__ = ["ARCHITECTURES", "Architecture", "architecture_of_config", "architecture_of_preset", "get_architecture"]

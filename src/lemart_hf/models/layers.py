@@ -1,4 +1,5 @@
-"""Building blocks shared by the harmonization architectures other than SwinIH (ViT, ResNet generator, HRNet, HT+).
+"""What the harmonization architectures other than SwinIH (ViT, ResNet generator, HRNet, HT+) share: building blocks
+and the `PreTrainedModel` base with their weight init.
 
 Feature maps are channels first, (B, C, H, W); token sequences are (B, T, C). Each model folder links to this file
 (a symbolic link of the same name) so that a saved model folder with remote code is self-contained.
@@ -11,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 
@@ -67,24 +69,11 @@ class ResidualBlock(GradientCheckpointingLayer):
     HRNet applies a ReLU after the sum (`relu_after_sum=True`); pix2pixHD does not.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        norm_type: str,
-        padding_mode: str = "zeros",
-        relu_after_sum: bool = False,
-    ):
+    def __init__(self, channels: int, norm_type: str, padding_mode: str = "zeros", relu_after_sum: bool = False):
         super().__init__()
         self.body = nn.Sequential(
             ConvNormAct(channels, channels, 3, norm_type=norm_type, padding_mode=padding_mode),
-            ConvNormAct(
-                channels,
-                channels,
-                3,
-                norm_type=norm_type,
-                act=False,
-                padding_mode=padding_mode,
-            ),
+            ConvNormAct(channels, channels, 3, norm_type=norm_type, act=False, padding_mode=padding_mode),
         )
         self.relu_after_sum = relu_after_sum
 
@@ -97,13 +86,7 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention over all tokens: fused QKV projection, `scaled_dot_product_attention` (flash /
     memory-efficient kernels where available; no (T, T) matrix is kept), output projection. (B, T, C) -> (B, T, C)."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        qkv_bias: bool = True,
-        attention_dropout: float = 0.0,
-    ):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attention_dropout: float = 0.0):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"width {dim} is not divisible by its {num_heads} attention heads")
@@ -147,11 +130,7 @@ class TransformerBlock(GradientCheckpointingLayer):
 
 
 def sincos_position_embedding_2d(
-    height: int,
-    width: int,
-    dim: int,
-    device: torch.device,
-    dtype: torch.dtype = torch.float32,
+    height: int, width: int, dim: int, device: torch.device, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """Fixed 2-D sine-cosine position embedding (MAE / ViTDet style) for a (height, width) token grid, any size.
 
@@ -168,20 +147,29 @@ def sincos_position_embedding_2d(
     return torch.cat([rows, cols], dim=-1).reshape(height * width, dim).to(dtype)
 
 
-def init_harmonization_weights(module: nn.Module, std: float, output_layers: tuple[nn.Module | None, ...] = ()) -> None:
-    """Weight init shared by the CNN / ViT architectures (norms are left to `PreTrainedModel._init_weights`).
+class HarmonizationPreTrainedModel(PreTrainedModel):
+    """Base of the `PreTrainedModel` classes of the architectures other than SwinIH: input name and modality,
+    gradient checkpointing (their blocks are `GradientCheckpointingLayer`s), and the weight init.
 
-    Linear layers: truncated normal (`std`). Convolutions: He init (fan-out, ReLU), as in ResNet / HRNet. The layers
-    in `output_layers` (the ones that write the RGB correction) start at zero, so a residual model starts as the
-    exact identity and its first steps cannot make the composite worse. Biases: zero.
+    Init: linear layers truncated normal (`config.initializer_range`); convolutions He init (fan-out, ReLU), as in
+    ResNet / HRNet; norms as `PreTrainedModel` does; the model's `head` (the layer that writes the RGB correction)
+    zero, so a residual model starts as the exact identity and its first steps cannot make the composite worse.
+    Biases zero. Subclasses set `config_class`, `base_model_prefix` and `_no_split_modules`.
     """
-    if not isinstance(module, (nn.Linear, nn.Conv2d)):
-        return
-    if any(module is layer for layer in output_layers):
-        init.zeros_(module.weight)
-    elif isinstance(module, nn.Linear):
-        init.trunc_normal_(module.weight, std=std)
-    else:
-        init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-    if module.bias is not None:
-        init.zeros_(module.bias)
+
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if not isinstance(module, (nn.Linear, nn.Conv2d)):
+            return
+        if module is getattr(self, "head", None):
+            init.zeros_(module.weight)
+        elif isinstance(module, nn.Linear):
+            init.trunc_normal_(module.weight, std=self.config.initializer_range)
+        else:
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        if module.bias is not None:
+            init.zeros_(module.bias)

@@ -12,31 +12,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 
 from .configuration_harmony_transformer import HarmonyTransformerConfig
-from .layers import (
-    ConvNormAct,
-    TransformerBlock,
-    init_harmonization_weights,
-    sincos_position_embedding_2d,
-)
+from .layers import ConvNormAct, HarmonizationPreTrainedModel, TransformerBlock, sincos_position_embedding_2d
 from .modeling_harmonization import HarmonizationModelMixin
 
 
-class HarmonyTransformerPreTrainedModel(PreTrainedModel):
+class HarmonyTransformerPreTrainedModel(HarmonizationPreTrainedModel):
     config: HarmonyTransformerConfig
     config_class = HarmonyTransformerConfig
     base_model_prefix = "harmony_transformer"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    supports_gradient_checkpointing = True
     _no_split_modules = ["TransformerBlock"]
     _supports_sdpa = True
-
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        init_harmonization_weights(module, self.config.initializer_range, (getattr(self, "head", None),))
 
 
 class HarmonyTransformerForHarmonization(HarmonizationModelMixin, HarmonyTransformerPreTrainedModel):
@@ -95,11 +82,7 @@ class HarmonyTransformerForHarmonization(HarmonizationModelMixin, HarmonyTransfo
             features = self.decoder[level](torch.cat([features, skip], dim=1))
             if output_hidden_states:
                 hidden_states.append(features)
-        return (
-            self.head(features),
-            tuple(hidden_states) if output_hidden_states else None,
-            None,
-        )
+        return (self.head(features), tuple(hidden_states) if output_hidden_states else None, None)
 
 
 __all__ = ["HarmonyTransformerPreTrainedModel", "HarmonyTransformerForHarmonization"]

@@ -11,10 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 
 from .configuration_hrnet import HRNetIHConfig
-from .layers import ConvNormAct, ResidualBlock, init_harmonization_weights
+from .layers import ConvNormAct, HarmonizationPreTrainedModel, ResidualBlock
 from .modeling_harmonization import HarmonizationModelMixin
 
 
@@ -53,18 +52,11 @@ class HRNetExchange(nn.Module):
         return outputs
 
 
-class HRNetIHPreTrainedModel(PreTrainedModel):
+class HRNetIHPreTrainedModel(HarmonizationPreTrainedModel):
     config: HRNetIHConfig
     config_class = HRNetIHConfig
     base_model_prefix = "hrnet"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    supports_gradient_checkpointing = True
     _no_split_modules = ["ResidualBlock"]
-
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        init_harmonization_weights(module, self.config.initializer_range, (getattr(self, "head", None),))
 
 
 class HRNetIHForHarmonization(HarmonizationModelMixin, HRNetIHPreTrainedModel):

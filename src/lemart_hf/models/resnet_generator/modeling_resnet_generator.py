@@ -9,25 +9,17 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
 from .configuration_resnet_generator import ResNetGeneratorConfig
-from .layers import ConvNormAct, ResidualBlock, init_harmonization_weights
+from .layers import ConvNormAct, HarmonizationPreTrainedModel, ResidualBlock
 from .modeling_harmonization import HarmonizationModelMixin
 
 
-class ResNetGeneratorPreTrainedModel(PreTrainedModel):
+class ResNetGeneratorPreTrainedModel(HarmonizationPreTrainedModel):
     config: ResNetGeneratorConfig
     config_class = ResNetGeneratorConfig
     base_model_prefix = "generator"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    supports_gradient_checkpointing = True
     _no_split_modules = ["ResidualBlock"]
-
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        init_harmonization_weights(module, self.config.initializer_range, (getattr(self, "head", None),))
 
 
 class ResNetGeneratorForHarmonization(HarmonizationModelMixin, ResNetGeneratorPreTrainedModel):
@@ -52,11 +44,7 @@ class ResNetGeneratorForHarmonization(HarmonizationModelMixin, ResNetGeneratorPr
             features = block(features)
             if output_hidden_states:
                 hidden_states.append(features)
-        return (
-            self.head(features),
-            tuple(hidden_states) if output_hidden_states else None,
-            None,
-        )
+        return (self.head(features), tuple(hidden_states) if output_hidden_states else None, None)
 
 
 __all__ = ["ResNetGeneratorPreTrainedModel", "ResNetGeneratorForHarmonization"]

@@ -17,7 +17,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 
-
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open an image file with its EXIF orientation applied; `ValueError` naming the file if it cannot be read."""
     try:

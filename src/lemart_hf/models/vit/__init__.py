@@ -3,9 +3,4 @@
 from .configuration_vit import VIT_PRESETS, ViTIHConfig
 from .modeling_vit import ViTIHForHarmonization, ViTIHPreTrainedModel
 
-__all__ = [
-    "VIT_PRESETS",
-    "ViTIHConfig",
-    "ViTIHForHarmonization",
-    "ViTIHPreTrainedModel",
-]
+__all__ = ["VIT_PRESETS", "ViTIHConfig", "ViTIHForHarmonization", "ViTIHPreTrainedModel"]

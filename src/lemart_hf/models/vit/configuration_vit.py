@@ -8,12 +8,7 @@ VIT_PRESETS: dict[str, dict] = {
     # ViT-B/16: the standard plain ViT.
     "vit-base": {},
     # Small enough to train on 2 CPU cores (2.1 M parameters).
-    "vit-tiny": {
-        "patch_size": 8,
-        "hidden_size": 192,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 3,
-    },
+    "vit-tiny": {"patch_size": 8, "hidden_size": 192, "num_hidden_layers": 4, "num_attention_heads": 3},
 }
 
 

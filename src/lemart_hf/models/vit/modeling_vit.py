@@ -10,27 +10,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from .configuration_vit import ViTIHConfig
-from .layers import TransformerBlock, init_harmonization_weights
+from .layers import HarmonizationPreTrainedModel, TransformerBlock
 from .modeling_harmonization import HarmonizationModelMixin
 
 
-class ViTIHPreTrainedModel(PreTrainedModel):
+class ViTIHPreTrainedModel(HarmonizationPreTrainedModel):
     config: ViTIHConfig
     config_class = ViTIHConfig
     base_model_prefix = "vit"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    supports_gradient_checkpointing = True
     _no_split_modules = ["TransformerBlock"]
     _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        init_harmonization_weights(module, self.config.initializer_range, (getattr(self, "head", None),))
         if isinstance(module, ViTIHForHarmonization):
             init.trunc_normal_(module.position_embedding, std=self.config.initializer_range)
 
