@@ -1,0 +1,226 @@
+"""Image processor for SwinIH (and every lemart_hf harmonization model): (image, mask) pairs -> `pixel_values`.
+
+`pixel_values` is (B, 4, H, W): the composite RGB in [0, 1] (not mean/std normalised, so the model can keep the
+background exactly) and the mask in [0, 1] as the 4th channel. Resizing is antialiased bilinear, which agrees with
+PIL's BILINEAR and with the evaluation protocol.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file with its EXIF orientation applied; `ValueError` naming the file if it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except (FileNotFoundError, IsADirectoryError) as error:
+        raise ValueError(f"image file not found: {os.fspath(path)!r}") from error
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"cannot read image {os.fspath(path)!r}: corrupt or not an image ({error})") from error
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    """PIL image -> float32 array (H, W, C) in [0, 1]; 16-bit and float modes scaled by their own range."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        return (array / scale).astype(np.float32)[..., None]
+    if image.mode == "F":
+        return np.asarray(image, dtype=np.float32)[..., None]
+    if image.mode == "1":
+        return np.asarray(image, dtype=np.float32)[..., None]
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    return array if array.ndim == 3 else array[..., None]
+
+
+def _array_to_channels_first(array: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
+    """numpy (H, W[, C]) or torch ([C, ]H, W) -> float32 tensor (C, H, W) in [0, 1]."""
+    is_torch = isinstance(array, torch.Tensor)
+    tensor = array.detach().cpu() if is_torch else torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.ndim == 2:
+        tensor = tensor[None]
+    elif tensor.ndim == 3:
+        channels_last = tensor.shape[-1] in (1, 3, 4) and not (is_torch and tensor.shape[0] in (1, 3, 4))
+        if channels_last:
+            tensor = tensor.permute(2, 0, 1)
+        if tensor.shape[0] not in (1, 3, 4):
+            raise ValueError(f"{name} must have 1, 3 or 4 channels, got shape {tuple(array.shape)}")
+    else:
+        raise ValueError(f"{name} must be 2-D (H, W) or 3-D (C, H, W) / (H, W, C), got shape {tuple(array.shape)}")
+    if tensor.dtype == torch.bool:
+        return tensor.float()
+    if tensor.dtype == torch.uint8:
+        return tensor.float() / 255.0
+    if tensor.dtype == torch.uint16:
+        return tensor.float() / 65535.0
+    if not tensor.is_floating_point():
+        raise ValueError(f"{name} has unsupported dtype {array.dtype}; use uint8, uint16, bool or float in [0, 1]")
+    tensor = tensor.float()
+    if tensor.numel() and (tensor.min() < -1e-3 or tensor.max() > 1 + 1e-3):
+        raise ValueError(
+            f"{name} is float with values in [{tensor.min():.3g}, {tensor.max():.3g}]; float inputs must be in [0, 1]"
+        )
+    return tensor.clamp(0, 1)
+
+
+def to_tensor(image, name: str = "image") -> torch.Tensor:
+    """Any supported image-like input -> float32 tensor (C, H, W) in [0, 1], C in {1, 3, 4}, on the CPU.
+
+    Accepts a path, a PIL image (any mode, 16-bit included, EXIF orientation applied for paths), a numpy array
+    (H, W), (H, W, C) or a torch tensor (C, H, W), (H, W); uint8 / uint16 / bool / float in [0, 1].
+    """
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image)
+    if isinstance(image, Image.Image):
+        tensor = torch.from_numpy(_pil_to_array(image)).permute(2, 0, 1)
+    elif isinstance(image, (np.ndarray, torch.Tensor)):
+        tensor = _array_to_channels_first(image, name)
+    else:
+        raise ValueError(f"{name} must be a path, PIL image, numpy array or torch tensor, got {type(image).__name__}")
+    if tensor.shape[-1] == 0 or tensor.shape[-2] == 0:
+        raise ValueError(f"{name} is empty: size {tuple(tensor.shape[-2:])}")
+    return tensor
+
+
+def to_rgb(image) -> torch.Tensor:
+    """Image-like -> (3, H, W) in [0, 1]: grayscale replicated, alpha dropped."""
+    tensor = to_tensor(image, "image")
+    if tensor.shape[0] == 1:
+        return tensor.expand(3, -1, -1).contiguous()
+    return tensor[:3].contiguous()
+
+
+def to_mask(mask) -> torch.Tensor:
+    """Mask-like -> (1, H, W) in [0, 1] (soft values kept); an RGB mask is averaged over its channels."""
+    tensor = to_tensor(mask, "mask")
+    if tensor.shape[0] == 4:
+        tensor = tensor[:3]
+    return tensor.mean(dim=0, keepdim=True)
+
+
+def resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bilinear resize of (C, H, W) or (B, C, H, W) to (height, width); no-op when already that size."""
+    if tuple(tensor.shape[-2:]) == tuple(size):
+        return tensor
+    batched = tensor if tensor.ndim == 4 else tensor[None]
+    resized = F.interpolate(batched.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+    return resized if tensor.ndim == 4 else resized[0]
+
+
+class SwinIHImageProcessor(BaseImageProcessor):
+    r"""Builds `pixel_values` (B, 4, H, W) = [composite RGB in [0, 1], mask in [0, 1]] from images and masks.
+
+    Args:
+        do_resize (`bool`, defaults to `True`): resize every pair to `size`; otherwise keep each image's size
+            (then a batch must share one size).
+        size (`dict`, defaults to `{"height": 256, "width": 256}`): the model's working size.
+    """
+
+    model_input_names = ["pixel_values"]
+
+    def __init__(self, do_resize: bool = True, size: dict[str, int] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.do_resize = do_resize
+        self.size = dict(size) if size is not None else {"height": 256, "width": 256}
+
+    def __call__(self, images, masks=None, **kwargs) -> BatchFeature:
+        return self.preprocess(images, masks, **kwargs)
+
+    def preprocess(
+        self,
+        images,
+        masks=None,
+        do_resize: bool | None = None,
+        size: dict[str, int] | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Args:
+            images: one image or a list (paths, PIL, numpy (H, W[, C]), torch (C, H, W)); RGB, RGBA or grayscale.
+            masks: one mask per image, same size as its image; bool / uint8 / float, 1 or 3 channels.
+        Returns:
+            `BatchFeature` with `pixel_values` (B, 4, H, W) float32 and `original_sizes` (B, 2) int64 (height, width).
+        Raises:
+            ValueError: no mask, a different number of images and masks, an image and its mask of different sizes,
+            empty or unreadable images, unsupported ranks or dtypes.
+        """
+        if masks is None:
+            raise ValueError("a mask is required for every image (1 = the region to harmonize)")
+        if return_tensors not in (None, "pt"):
+            raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
+        do_resize = self.do_resize if do_resize is None else do_resize
+        size = self.size if size is None else size
+        images = list(images) if _is_batch(images) else [images]
+        masks = list(masks) if _is_batch(masks) else [masks]
+        if len(images) != len(masks):
+            raise ValueError(f"got {len(images)} images but {len(masks)} masks; pass one mask per image")
+        if not images:
+            raise ValueError("no images given")
+
+        pixel_values, original_sizes = [], []
+        for index, (image, mask) in enumerate(zip(images, masks)):
+            rgb, alpha = to_rgb(image), to_mask(mask)
+            if rgb.shape[-2:] != alpha.shape[-2:]:
+                raise ValueError(
+                    f"image {index} has size {tuple(rgb.shape[-2:])} (H, W) but its mask has {tuple(alpha.shape[-2:])}"
+                )
+            original_sizes.append(tuple(rgb.shape[-2:]))
+            pair = torch.cat([rgb, alpha])
+            pixel_values.append(resize(pair, (size["height"], size["width"])) if do_resize else pair)
+        if len({tuple(p.shape) for p in pixel_values}) > 1:
+            raise ValueError(
+                "images of different sizes cannot be batched with do_resize=False; pass them one at a time"
+            )
+        return BatchFeature(
+            {"pixel_values": torch.stack(pixel_values), "original_sizes": torch.tensor(original_sizes)},
+            tensor_type=return_tensors,
+        )
+
+    def post_process_harmonization(
+        self, outputs, target_sizes: Sequence[tuple[int, int]] | torch.Tensor | None = None, output_type: str = "pil"
+    ) -> list:
+        """Model outputs -> one image per sample, resized to `target_sizes` (height, width) when given.
+
+        Args:
+            outputs: a `HarmonizationOutput` (or anything with `.harmonized`) or a tensor (B, 3, h, w) in [0, 1].
+            output_type: `"pil"` (RGB uint8 images) or `"pt"` (float tensors (3, H, W) in [0, 1]).
+        """
+        harmonized = outputs if isinstance(outputs, torch.Tensor) else outputs.harmonized
+        if target_sizes is not None and len(target_sizes) != len(harmonized):
+            raise ValueError(f"got {len(target_sizes)} target sizes for {len(harmonized)} outputs")
+        if output_type not in ("pil", "pt"):
+            raise ValueError(f"output_type must be 'pil' or 'pt', got {output_type!r}")
+        results = []
+        for index, image in enumerate(harmonized.detach().float().cpu()):
+            if target_sizes is not None:
+                image = resize(image, tuple(int(s) for s in target_sizes[index])).clamp(0, 1)
+            results.append(to_pil(image) if output_type == "pil" else image)
+        return results
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """(3, H, W) or (1, H, W) float in [0, 1] -> RGB / L PIL image, rounded to uint8."""
+    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+
+
+def _is_batch(value) -> bool:
+    return isinstance(value, (list, tuple)) or (isinstance(value, torch.Tensor) and value.ndim == 4) or (
+        isinstance(value, np.ndarray) and value.ndim == 4
+    )
+
+
+__all__ = ["SwinIHImageProcessor"]
