@@ -36,15 +36,15 @@ def test_release_loads_with_the_model_class_and_the_pipeline(folder):
 
 def test_finetuned_release_improves_fpsnr_on_houtdoor_test(shared_data):
     """32 test composites at the protocol size (256x256), the model run as the pipeline runs it."""
+    from transformers import AutoImageProcessor
+
+    from lemart_hf.baselines import get_baseline
     from lemart_hf.data import load_iharmony4
     from lemart_hf.evaluation import evaluate_harmonization, model_predictor
-    from lemart_hf.baselines import get_baseline
 
     torch.set_num_threads(1)
     rows = load_iharmony4(shared_data, ["HOutdoor"], "test", max_samples=32)
     model = SwinIHForHarmonization.from_pretrained(FINETUNED).eval()
-    from transformers import AutoImageProcessor
-
     working = AutoImageProcessor.from_pretrained(FINETUNED).size["height"]
     harmonized = evaluate_harmonization(model_predictor(model, working), rows, batch_size=16, progress=False)
     composite = evaluate_harmonization(get_baseline("composite"), rows, batch_size=16, progress=False)
