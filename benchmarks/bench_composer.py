@@ -2,6 +2,8 @@
 
     python benchmarks/bench_composer.py                     # 256x256, batch 64, all torch threads
     python benchmarks/bench_composer.py --threads 1 --rounds 7
+    python benchmarks/bench_composer.py --baseline 0236fe2  # also the composer code of that git revision
+    python benchmarks/bench_composer.py --device cuda --batch_size 32
 
 All make the same kind of triplet from a 256x256 photo already in memory: a random 8x8-patch mask (ratio
 0.5), one to four of the eight perturbations in random order with random strengths from the same ranges,
@@ -9,6 +11,12 @@ the paste, and float tensors out (composite + mask, original). References: the c
 image at a time, and what a per-image ``datasets`` transform would do with PIL (uint8 image ops; its blur is
 PIL's Gaussian, its cheapest). Rounds alternate between the methods and the best round of each counts, so
 that load from other processes on a shared machine hurts all alike; the load average is printed.
+
+A second table counts, per composer call, the kernels it launches (aten operations that compute, not views) and
+its read-backs from the device (``nonzero``, ``.item()``, ``bool(tensor)``), for each way the composer can run.
+On a GPU these set its cost inside a training step: each launch costs the CPU microseconds whatever the batch,
+and each read-back makes the CPU wait until the GPU has finished everything queued before it (the previous
+step's backward pass, in a training loop), so the launches of the composer no longer overlap GPU work.
 """
 
 import argparse
@@ -18,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from code_versions import import_as_package, package_name, sources_at_revision
 from PIL import Image, ImageEnhance, ImageFilter
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from lemart_hf.lemart import PERTURBATIONS, LEMaRTComposer
 
@@ -33,7 +43,42 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
     parser.add_argument("--device", default="cpu", help="Device the composer runs on (the reference is CPU-only).")
     parser.add_argument("--image_dir", default=str(PHOTOS), help="Photos to use (textured noise if absent).")
+    parser.add_argument("--baseline", default=None, help="Git revision whose composer code to time alongside.")
     return parser.parse_args()
+
+
+def load_baseline_composer(rev: str) -> type:
+    """``LEMaRTComposer`` from the files of src/lemart_hf/lemart/ at git revision ``rev``."""
+    names = ("composer.py", "masks.py", "perturbations.py", "seeding.py")
+    paths = {name: f"src/lemart_hf/lemart/{name}" for name in names}
+    module = import_as_package(package_name("lemart_baseline", rev), sources_at_revision(rev, paths), "composer")
+    return module.LEMaRTComposer
+
+
+class LaunchCounter(TorchDispatchMode):
+    """Counts the aten operations that launch work (views excluded) and the read-backs from the device."""
+
+    READ_BACKS = (torch.ops.aten._local_scalar_dense, torch.ops.aten.nonzero)
+
+    def __init__(self):
+        super().__init__()
+        self.launches = self.read_backs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        is_view = isinstance(result, torch.Tensor) and result._is_view() and not func._schema.is_mutable
+        self.launches += not is_view
+        self.read_backs += func.overloadpacket in self.READ_BACKS
+        return result
+
+
+def launches_per_call(composer, images: torch.Tensor, calls: int = 4) -> tuple[float, float]:
+    """(kernel launches, device read-backs) per composer call on ``images``, averaged over ``calls`` seeds."""
+    counter = LaunchCounter()
+    with counter:
+        for seed in range(calls):
+            composer(images, torch.Generator(device=images.device).manual_seed(seed))
+    return counter.launches / calls, counter.read_backs / calls
 
 
 def load_photos(image_dir: Path, count: int, resolution: int) -> list[Image.Image]:
@@ -111,31 +156,40 @@ def main() -> None:
     photos = load_photos(Path(args.image_dir), args.batch_size, args.resolution)
     images = torch.from_numpy(np.stack([np.asarray(p) for p in photos])).permute(0, 3, 1, 2).float().div_(255)
     images = images.to(args.device)
-    composer = LEMaRTComposer()
     generator = torch.Generator(device=images.device).manual_seed(0)
     rng = np.random.default_rng(0)
+    device = images.device.type
+    composers = {
+        f"LEMaRTComposer, batched ({device}, {torch.get_num_threads()} torch threads)": LEMaRTComposer(),
+        f"same, {'by subsets' if device != 'cpu' else 'dense (the GPU default)'}": LEMaRTComposer(
+            dense=device == "cpu"
+        ),
+    }
+    if args.baseline:
+        composers[f"LEMaRTComposer of {args.baseline}, batched"] = load_baseline_composer(args.baseline)()
 
     def synchronize() -> None:
         if images.device.type == "cuda":
             torch.cuda.synchronize()
 
-    def batched() -> None:
-        composer(images, generator)
-        synchronize()
+    def batched(composer) -> callable:
+        def run() -> None:
+            composer(images, generator)
+            synchronize()
+
+        return run
 
     def per_sample() -> None:
         for index in range(len(images)):
-            composer(images[index : index + 1], generator)
+            composers[next(iter(composers))](images[index : index + 1], generator)
         synchronize()
 
     def pil_reference() -> None:
         reference_composites(photos, rng)
 
-    methods = {
-        f"LEMaRTComposer, batched ({images.device.type}, {torch.get_num_threads()} torch threads)": batched,
-        "same composer, per-sample loop (batches of 1)": per_sample,
-        "per-image PIL reference (1 thread)": pil_reference,
-    }
+    methods = {name: batched(composer) for name, composer in composers.items()}
+    methods["same composer, per-sample loop (batches of 1)"] = per_sample
+    methods["per-image PIL reference (1 thread)"] = pil_reference
     timings = {name: [] for name in methods}
     for method in methods.values():  # warm-up
         method()
@@ -161,6 +215,11 @@ def main() -> None:
     batched_name = next(iter(methods))
     median = len(photos) / float(np.median(timings[batched_name]))
     print(f"ratio: against the PIL reference; batched composer's median round: {median:.0f} composites/s")
+    print()
+    print(f"per call on a batch of {args.batch_size}: {'kernel launches':>15}  {'device read-backs':>17}")
+    for name, composer in composers.items():
+        launches, read_backs = launches_per_call(composer, images)
+        print(f"{name:<{width}}  {launches:>15.0f}  {read_backs:>17.1f}")
 
 
 if __name__ == "__main__":

@@ -11,17 +11,21 @@
 #      pre-optimisation model code: img/s, % of the measured bf16 matmul rate, MFU against the nominal peak
 #   3. the same at batch 8 against the eager attention (the SDPA / eager ratio; eager needs too much memory at 32)
 #   4. a short real LEMaRT training loop (composites made on the GPU each step, AdamW, bf16): img/s, MFU and the
-#      share of a training step spent compositing; without, then with torch.compile
-#   5. the batch-32 forward with torch.compile vs without
+#      share of a training step spent compositing (timed alone, and as the slowdown of back-to-back steps)
+#   5. the LEMaRT composer on the GPU at batch 32: composites/s, kernel launches and device read-backs per call,
+#      dense (the GPU default) vs by subsets vs the composer code of COMPOSER_BASELINE
+#   6. the training loop with torch.compile, then the batch-32 forward with torch.compile vs without
 # The most useful numbers come first, so a section that runs out of time (compilation) costs only what follows it.
 # Knobs (environment): PYTHON (default python3), BATCH (default 32), LOOP_STEPS (default 20), BASELINE (git revision
-# of the reference model code, default 2a17b49 = before the speed work; empty to skip).
+# of the reference model code, default 2a17b49 = before the speed work; empty to skip), COMPOSER_BASELINE (git revision
+# of the reference composer code, default 0236fe2 = before the dense GPU path; empty to skip).
 set -u
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 BATCH="${BATCH:-32}"
 LOOP_STEPS="${LOOP_STEPS:-20}"
 BASELINE="${BASELINE-2a17b49}"
+COMPOSER_BASELINE="${COMPOSER_BASELINE-0236fe2}"
 T0=$(date +%s)
 
 section() { echo; echo "=== [t=$(( $(date +%s) - T0 ))s] $* ==="; }
@@ -53,10 +57,12 @@ if ! "$PY" -c 'import lemart_hf' >/dev/null 2>&1; then
     fi
 fi
 BASE_ARGS=()
+COMPOSER_BASE_ARGS=()
 if [ -n "$BASELINE" ] && git rev-parse --verify -q "$BASELINE^{commit}" >/dev/null 2>&1; then
     BASE_ARGS=(--baseline "$BASELINE")
+    [ -n "$COMPOSER_BASELINE" ] && COMPOSER_BASE_ARGS=(--baseline "$COMPOSER_BASELINE")
 else
-    echo "no git history here: the pre-optimisation reference (baseline) is skipped"
+    echo "no git history here: the pre-optimisation references (baselines) are skipped"
 fi
 
 section "graph breaks under torch.compile (torch._dynamo.explain, small SwinIH, eval + train)"
@@ -73,6 +79,10 @@ guarded 60 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --configs 
 section "LEMaRT training loop, paper config 256x256 bf16, batch $BATCH, $LOOP_STEPS steps, no compile"
 guarded 45 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --skip-table \
     --loop-steps "$LOOP_STEPS" --loop-config paper --loop-size 256 --loop-batch "$BATCH"
+
+section "LEMaRT composer on the GPU, batch 32 at 256x256: dense vs by subsets (and the older composer code)"
+guarded 60 "$PY" benchmarks/bench_composer.py --device cuda --batch_size 32 --rounds 5 \
+    ${COMPOSER_BASE_ARGS[@]+"${COMPOSER_BASE_ARGS[@]}"}
 
 section "LEMaRT training loop, as above, with torch.compile (compiles the training graph first)"
 guarded 150 "$PY" benchmarks/bench_model.py --device cuda --dtype bf16 --skip-table --compile \

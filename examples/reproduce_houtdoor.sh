@@ -35,7 +35,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 case "$PROFILE" in
   cpu)
     LAUNCH=("$ACCELERATE" launch --num_processes 1 --cpu)
-    PRETRAIN=(--resolution 64 --train_batch_size 16 --max_train_steps 3000 --learning_rate 1e-3
+    PRETRAIN=(--resolution 64 --train_batch_size 16 --max_train_steps 6000 --learning_rate 1e-3
               --dataloader_num_workers 1 --num_validation_composites 16)
     FINETUNE=(--resolution 64 --train_batch_size 16 --max_train_steps 1500 --learning_rate 5e-4
               --dataloader_num_workers 1)

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from lemart_hf.lemart import LEMaRTComposer, generator_for_step, generator_on_device
 
@@ -10,10 +11,11 @@ def _seeded(seed: int, device: str = "cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
+@pytest.mark.parametrize("dense", [False, True])
 @pytest.mark.parametrize("strategy", ["random", "grid", "block"])
-def test_outputs_follow_the_model_input_contract(strategy, make_images):
+def test_outputs_follow_the_model_input_contract(strategy, dense, make_images):
     images = make_images(6, 64, 96)
-    output = LEMaRTComposer(mask_strategy=strategy)(images, _seeded(0))
+    output = LEMaRTComposer(mask_strategy=strategy, dense=dense)(images, _seeded(0))
     assert set(output) == {"pixel_values", "labels", "mask"}
     assert output["pixel_values"].shape == (6, 4, 64, 96)
     assert output["labels"] is images
@@ -23,10 +25,11 @@ def test_outputs_follow_the_model_input_contract(strategy, make_images):
     assert composite.min() >= 0 and composite.max() <= 1
 
 
+@pytest.mark.parametrize("dense", [False, True])
 @pytest.mark.parametrize("strategy", ["random", "grid", "block"])
-def test_background_is_bit_identical_and_foreground_changed_for_every_sample(strategy, make_images):
+def test_background_is_bit_identical_and_foreground_changed_for_every_sample(strategy, dense, make_images):
     images = make_images(32)
-    composer = LEMaRTComposer(mask_strategy=strategy)
+    composer = LEMaRTComposer(mask_strategy=strategy, dense=dense)
     output = composer(images, _seeded(1))
     composite, mask = output["pixel_values"][:, :3], output["mask"].bool().expand_as(images)
     assert torch.equal(composite[~mask], images[~mask])
@@ -41,25 +44,70 @@ def test_realised_mask_ratio_follows_the_target(strategy, make_images):
     assert (output["mask"].mean(dim=(1, 2, 3)) - 0.3).abs().max() < 0.04
 
 
-def test_flat_images_are_never_a_no_op():
+@pytest.mark.parametrize("dense", [False, True])
+def test_flat_images_are_never_a_no_op(dense):
     """Black, white and grey images defeat most perturbations; the guard still changes the foreground."""
     flat = torch.cat([torch.zeros(2, 3, 32, 32), torch.ones(2, 3, 32, 32), torch.full((2, 3, 32, 32), 0.5)])
-    composer = LEMaRTComposer(perturbations=["hue", "sharpness"], max_perturbations=2)
+    composer = LEMaRTComposer(perturbations=["hue", "sharpness"], max_perturbations=2, dense=dense)
     output = composer(flat, _seeded(0))
     mask = output["mask"]
     change = ((output["pixel_values"][:, :3] - flat).abs() * mask).sum(dim=(1, 2, 3)) / (3 * mask.sum(dim=(1, 2, 3)))
     assert (change >= composer.min_change).all(), change
 
 
-def test_empty_mask_leaves_the_image_untouched(make_images):
+@pytest.mark.parametrize("dense", [False, True])
+def test_empty_mask_leaves_the_image_untouched(dense, make_images):
     images = make_images(3)
-    output = LEMaRTComposer(mask_ratio=0.0)(images, _seeded(0))
+    output = LEMaRTComposer(mask_ratio=0.0, dense=dense)(images, _seeded(0))
     assert torch.equal(output["pixel_values"][:, :3], images)
 
 
-def test_same_seed_same_composites_other_seed_other_composites(make_images):
+def test_dense_redraws_keep_the_first_visible_candidate(make_images):
+    """Drawn up front, the redraws end as one-at-a-time redrawing ends: the first visible candidate, else grey."""
+    flat = torch.cat([torch.full((1, 3, 64, 64), level) for level in (0.2, 0.35, 0.5, 0.65, 0.8)])
+    images = torch.cat([make_images(3), flat])  # blur and sharpness leave a flat image as it is
+    composer = LEMaRTComposer(
+        perturbations=["defocus_blur", "sharpness", "brightness"], max_perturbations=1, dense=True
+    )
+    mask = torch.ones(8, 1, 64, 64)
+    candidates = composer.perturb(images.repeat(3, 1, 1, 1), _seeded(4), dense=True).view(3, 8, 3, 64, 64)
+    chosen = composer._perturb_visibly_at_once(images, mask, _seeded(4), out=torch.empty_like(images))
+    kept = []
+    for sample in range(8):
+        change = (candidates[:, sample] - images[sample])[..., ::4, ::4].abs().mean(dim=(1, 2, 3))
+        visible = (change >= composer.min_change).nonzero().flatten().tolist()
+        if visible:
+            expected = candidates[visible[0], sample]
+        else:
+            expected = images[sample] + torch.where(images[sample] < 0.5, 0.06, -0.06)
+        torch.testing.assert_close(chosen[sample], expected)
+        kept.append(visible[0] if visible else "grey")
+    assert 0 in kept and "grey" in kept and {1, 2} & set(kept), kept  # every way out is exercised
+
+
+@pytest.mark.parametrize("strategy", ["random", "grid"])
+def test_dense_composites_never_read_back_from_the_device(strategy, make_images):
+    """No nonzero / item / bool of a tensor: on a GPU the training loop then never waits for the composer."""
+    reads = []
+
+    class ReadBacks(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten._local_scalar_dense, torch.ops.aten.nonzero):
+                reads.append(func)
+            return func(*args, **(kwargs or {}))
+
+    images = make_images(16)
+    with ReadBacks():
+        output = LEMaRTComposer(mask_strategy=strategy, dense=True)(images, _seeded(0))
+    assert reads == []
+    background = output["mask"].expand_as(images) == 0
+    assert torch.equal(output["pixel_values"][:, :3][background], images[background])
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_same_seed_same_composites_other_seed_other_composites(dense, make_images):
     images = make_images(8)
-    composer = LEMaRTComposer()
+    composer = LEMaRTComposer(dense=dense)
     first = composer(images, _seeded(11))
     again = composer(images, _seeded(11))
     other = composer(images, _seeded(12))

@@ -1,14 +1,8 @@
 import pytest
 import torch
 
-from lemart_hf.lemart import (
-    DEFAULT_PERTURBATIONS,
-    PERTURBATIONS,
-    Perturbation,
-    RandomPerturbations,
-    perturbations,
-)
-from lemart_hf.lemart.perturbations import apply_affine, apply_gamma, brightness_transform
+from lemart_hf.lemart import DEFAULT_PERTURBATIONS, PERTURBATIONS, Perturbation, RandomPerturbations, perturbations
+from lemart_hf.lemart.perturbations import apply_affine, apply_defocus_blur, apply_gamma, brightness_transform
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -98,7 +92,7 @@ def test_filters_keep_a_flat_image_flat_and_blur_smooths_texture(make_images):
         strength = PERTURBATIONS[name].sample_strength(2, _seeded(0))
         torch.testing.assert_close(PERTURBATIONS[name].apply(flat.clone(), strength), flat)
     noisy = make_images(2)
-    blurred = PERTURBATIONS["defocus_blur"].apply(noisy.clone(), torch.tensor([0.05, 0.05]))
+    blurred = apply_defocus_blur(noisy.clone(), torch.tensor([0.05, 0.05]))  # no bound: a 3.2 px radius
     assert blurred.diff(dim=-1).abs().mean() < 0.5 * noisy.diff(dim=-1).abs().mean()
 
 
@@ -133,6 +127,19 @@ def test_result_does_not_depend_on_the_cpu_chunking(monkeypatch, make_images):
     monkeypatch.setattr(perturbations, "CPU_CHUNK_PIXELS", 3 * 64 * 64)  # chunks of 3 images
     chunked = RandomPerturbations()(images, _seeded(5))
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
+
+
+def test_dense_and_by_subsets_give_the_same_perturbations(make_images):
+    images = make_images(24)
+    by_subsets = RandomPerturbations()(images, _seeded(6), dense=False)
+    dense = RandomPerturbations()(images, _seeded(6), dense=True)
+    torch.testing.assert_close(dense, by_subsets, atol=1e-6, rtol=0)
+
+
+def test_blur_kernel_is_sized_for_the_bound_and_strengths_clamped_to_it(make_images):
+    images = make_images(2)
+    bounded = apply_defocus_blur(images.clone(), torch.tensor([0.01, 0.2]), max_strength=0.02)
+    torch.testing.assert_close(bounded, apply_defocus_blur(images.clone(), torch.tensor([0.01, 0.02])))
 
 
 def test_output_buffer_is_filled_in_place_and_input_untouched(make_images):

@@ -28,6 +28,10 @@ class LEMaRTComposer:
             redrawn up to ``max_redraws`` times; one still below it then gets every foreground value moved by
             ``2 * min_change`` towards mid-grey, so no composite is ever a no-op.
         max_redraws: see ``min_change``.
+        dense: how the perturbations run (see ``RandomPerturbations``). Densely, the redraws are drawn up front
+            too: ``1 + max_redraws`` candidates per image in one pass, of which the first that changes the
+            foreground by ``min_change`` is kept (the same outcome as redrawing one at a time), so that a call
+            never reads anything back from the device. ``None`` (default): densely except on CPUs.
 
     Calling the composer on images (B, 3, H, W) returns a dict of tensors on the images' device and dtype:
 
@@ -49,6 +53,7 @@ class LEMaRTComposer:
         max_perturbations: int = 4,
         min_change: float = 0.03,
         max_redraws: int = 2,
+        dense: bool | None = None,
     ):
         if mask_strategy not in MASK_STRATEGIES:
             raise ValueError(f"Unknown mask strategy {mask_strategy!r}; expected one of {MASK_STRATEGIES}.")
@@ -62,6 +67,7 @@ class LEMaRTComposer:
         self.perturb = RandomPerturbations(perturbations, min_perturbations, max_perturbations)
         self.min_change = min_change
         self.max_redraws = max_redraws
+        self.dense = dense
 
     def __repr__(self) -> str:
         names = [perturbation.name for perturbation in self.perturb.perturbations]
@@ -69,7 +75,7 @@ class LEMaRTComposer:
             f"LEMaRTComposer(mask_strategy={self.mask_strategy!r}, mask_ratio={self.mask_ratio}, "
             f"grid_size={self.grid_size}, perturbations={names}, min_perturbations={self.perturb.min_count}, "
             f"max_perturbations={self.perturb.max_count}, min_change={self.min_change}, "
-            f"max_redraws={self.max_redraws})"
+            f"max_redraws={self.max_redraws}, dense={self.dense})"
         )
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -100,7 +106,9 @@ class LEMaRTComposer:
             dtype=images.dtype,
         )
         pixel_values = images.new_empty(batch, 4, height, width)
-        composite = self._perturb_visibly(images, mask, generator, out=pixel_values[:, :3])
+        dense = images.device.type != "cpu" if self.dense is None else self.dense
+        perturb_visibly = self._perturb_visibly_at_once if dense else self._perturb_visibly
+        composite = perturb_visibly(images, mask, generator, out=pixel_values[:, :3])
         # Paste: lerp with a 0/1 weight returns either end exactly, so the background stays bit-identical.
         torch.lerp(images, composite, mask, out=composite)
         pixel_values[:, 3:] = mask
@@ -110,9 +118,9 @@ class LEMaRTComposer:
         self, images: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None, out: torch.Tensor
     ) -> torch.Tensor:
         """Perturbed images (written to ``out``) whose change inside a non-empty mask is at least ``min_change``."""
-        perturbed = self.perturb(images, generator, out=out)
+        perturbed = self.perturb(images, generator, out=out, dense=False)
         change = foreground_change(images, perturbed, mask)
-        has_foreground = mask[..., ::4, ::4].amax(dim=(1, 2, 3)) > 0
+        has_foreground = _has_foreground(mask)
         for attempt in range(self.max_redraws + 1):
             weak = ((change < self.min_change) & has_foreground).nonzero().squeeze(1)
             if weak.numel() == 0:
@@ -122,12 +130,33 @@ class LEMaRTComposer:
                 towards_grey = torch.where(originals < 0.5, 2 * self.min_change, -2 * self.min_change)
                 perturbed.index_copy_(0, weak, originals + towards_grey)
                 break
-            redrawn = self.perturb(originals, generator)
+            redrawn = self.perturb(originals, generator, dense=False)
             redrawn_change = foreground_change(originals, redrawn, mask.index_select(0, weak))
             improved = redrawn_change > change[weak]
             perturbed.index_copy_(0, weak[improved], redrawn[improved])
             change[weak[improved]] = redrawn_change[improved]
         return perturbed
+
+    def _perturb_visibly_at_once(
+        self, images: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None, out: torch.Tensor
+    ) -> torch.Tensor:
+        """``_perturb_visibly`` with every redraw drawn up front, densely, and no read-back from the device."""
+        batch, channels, height, width = images.shape
+        num_candidates = self.max_redraws + 1
+        candidates = self.perturb(images.repeat(num_candidates, 1, 1, 1), generator, dense=True)
+        change = foreground_change(
+            images.repeat(num_candidates, 1, 1, 1), candidates, mask.repeat(num_candidates, 1, 1, 1)
+        )
+        visible = (change.view(num_candidates, batch) >= self.min_change) | ~_has_foreground(mask)
+        first_visible = visible.to(torch.uint8).argmax(dim=0)  # the first maximum: index 0 where none is visible
+        chosen = candidates.view(num_candidates, batch, channels, height, width)[first_visible, torch.arange(batch)]
+        towards_grey = images + torch.where(images < 0.5, 2 * self.min_change, -2 * self.min_change)
+        return torch.where(visible.any(dim=0).view(-1, 1, 1, 1), chosen, towards_grey, out=out)
+
+
+def _has_foreground(mask: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the mask, sampled as ``foreground_change`` samples it, has a foreground pixel."""
+    return mask[..., ::4, ::4].amax(dim=(1, 2, 3)) > 0
 
 
 def foreground_change(images: torch.Tensor, perturbed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

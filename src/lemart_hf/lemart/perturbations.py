@@ -25,12 +25,16 @@ The first five are affine colour maps (rgb -> M rgb + t, per sample); ``RandomPe
 of them into one matrix before touching the pixels.
 """
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+# Largest defocus radius, as a fraction of the short side; the blur kernel is sized for it (no device read-back).
+DEFOCUS_MAX_STRENGTH = 0.012
 
 # Rec. 601 luma weights, for "grey" in contrast, saturation and white balance.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -48,8 +52,9 @@ class Perturbation:
     - ``apply(images (b, 3, H, W) in [0, 1], strength (b,)) -> (b, 3, H, W) in [0, 1]``: tone curves and
       filters; may overwrite and return ``images``.
 
-    ``keeps_mean`` marks an ``apply`` that leaves the mean colour unchanged (a filter whose kernel sums to 1),
-    so the mean estimate contrast pivots around need not run it.
+    ``uses_mean`` marks a ``color_transform`` that depends on ``mean_rgb`` (contrast pivots around the mean luma);
+    the others are built once per batch. ``keeps_mean`` marks an ``apply`` that leaves the mean colour unchanged
+    (a filter whose kernel sums to 1), so the mean estimate need not run it.
     """
 
     name: str
@@ -58,6 +63,7 @@ class Perturbation:
     signed: bool
     color_transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     apply: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    uses_mean: bool = False
     keeps_mean: bool = False
 
     def sample_strength(
@@ -136,15 +142,21 @@ def apply_gamma(images: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
     return images.reciprocal_().mul_(1 + bend).sub_(bend).reciprocal_()
 
 
-def apply_defocus_blur(images: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+def apply_defocus_blur(images: torch.Tensor, strength: torch.Tensor, max_strength: float | None = None) -> torch.Tensor:
     """Disk (lens defocus) blur of radius ``strength * min(H, W)`` pixels (at least 1), replicate-padded.
 
     The disk has an antialiased rim (a pixel's weight is its coverage estimate clamp(r + 0.5 - distance, 0, 1)),
-    so the radius acts continuously. All samples share one kernel size (the largest radius's), each with its
-    own disk inside it: one grouped convolution, which is what a CPU runs fastest.
+    so the radius acts continuously. All samples share one kernel size, each with its own disk inside it: one
+    grouped convolution, which is what a CPU runs fastest. The kernel is sized for ``max_strength`` (strengths
+    are clamped to it) or, when that is ``None``, for the largest strength given, which reads it back from the
+    device (a synchronisation on GPUs).
     """
-    radius = (strength * min(images.shape[-2:])).clamp_min(1.0)
-    half = int((radius.max() + 0.5).floor())
+    short_side = min(images.shape[-2:])
+    if max_strength is not None:
+        strength = strength.clamp(max=max_strength)
+    radius = (strength * short_side).clamp_min(1.0)
+    largest = max(max_strength * short_side, 1.0) if max_strength is not None else float(radius.max())
+    half = math.floor(largest + 0.5)
     offsets = torch.arange(-half, half + 1, device=images.device, dtype=torch.float32)
     distance = torch.hypot(offsets.view(-1, 1), offsets.view(1, -1))
     kernels = (radius.view(-1, 1, 1) + 0.5 - distance).clamp(0, 1)
@@ -204,12 +216,19 @@ PERTURBATIONS: dict[str, Perturbation] = {
     perturbation.name: perturbation
     for perturbation in (
         Perturbation("brightness", 0.15, 0.5, signed=True, color_transform=brightness_transform),
-        Perturbation("contrast", 0.2, 0.7, signed=True, color_transform=contrast_transform),
+        Perturbation("contrast", 0.2, 0.7, signed=True, color_transform=contrast_transform, uses_mean=True),
         Perturbation("saturation", 0.25, 1.0, signed=True, color_transform=saturation_transform),
         Perturbation("hue", 0.17, 0.6, signed=True, color_transform=hue_transform),
         Perturbation("white_balance", 0.1, 0.35, signed=True, color_transform=white_balance_transform),
         Perturbation("gamma", 0.2, 0.7, signed=True, apply=apply_gamma),
-        Perturbation("defocus_blur", 0.004, 0.012, signed=False, apply=apply_defocus_blur, keeps_mean=True),
+        Perturbation(
+            "defocus_blur",
+            0.004,
+            DEFOCUS_MAX_STRENGTH,
+            signed=False,
+            apply=functools.partial(apply_defocus_blur, max_strength=DEFOCUS_MAX_STRENGTH),
+            keeps_mean=True,
+        ),
         Perturbation("sharpness", 0.8, 3.0, signed=False, apply=apply_sharpness, keeps_mean=True),
     )
 }
@@ -253,9 +272,17 @@ class RandomPerturbations:
     of colour maps separated by "pixel" perturbations (tone curves, filters). Each run is composed into one
     3x4 matrix first, on (B, 3, 4) tensors only. The pixels are then touched once per run and once per pixel
     perturbation: one batched matrix product maps every image to its state before its first pixel perturbation
-    (or to its final result), and each (slot, pixel perturbation) pair processes the samples that chose it,
-    with the run before it and, if it is their last one, the run after it. Contrast pivots around the image's
-    mean luma as estimated from the original mean colour carried through the preceding perturbations.
+    (or to its final result), then each slot's pixel perturbations run with the run before them and, where it is
+    a sample's last one, the run after it. Contrast pivots around the image's mean luma as estimated from the
+    original mean colour carried through the preceding perturbations.
+
+    The pixel steps run in one of two ways, with the same result (to float rounding):
+
+    - by subsets (CPUs): each (slot, pixel perturbation) processes only the samples that chose it, in cache-sized
+      chunks; the least arithmetic, but it reads which samples those are back from the device.
+    - densely (the default on GPUs): every slot runs each pixel perturbation on the whole batch and keeps it where
+      chosen. More arithmetic, but a fixed sequence of batched kernels with no read-back from the device, so a
+      training loop never waits for its GPU here and the CPU-side cost is a few hundred kernel launches.
 
     Args:
         perturbations: names from ``PERTURBATIONS`` or ``Perturbation`` objects.
@@ -275,9 +302,14 @@ class RandomPerturbations:
                 f"got min_count={min_count}, max_count={max_count}."
             )
         self.min_count, self.max_count = min_count, max_count
+        self._pixel_ops = [(i, p) for i, p in enumerate(self.perturbations) if p.apply is not None]
 
     def __call__(
-        self, images: torch.Tensor, generator: torch.Generator | None = None, out: torch.Tensor | None = None
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator | None = None,
+        out: torch.Tensor | None = None,
+        dense: bool | None = None,
     ) -> torch.Tensor:
         """Perturb a batch.
 
@@ -286,6 +318,7 @@ class RandomPerturbations:
             generator: source of all randomness, on the images' device (None: torch's global RNG).
             out: optional (B, 3, H, W) destination whose per-sample (3, H, W) blocks are contiguous (e.g. the
                 first three channels of a (B, 4, H, W) buffer).
+            dense: run the pixel steps densely (see the class); ``None``: densely except on CPUs.
 
         Returns:
             (B, 3, H, W) perturbed images in [0, 1], same dtype and device (``out`` when given).
@@ -294,17 +327,19 @@ class RandomPerturbations:
         plan = self._plan(images, generator)
         if out is None:
             out = torch.empty_like(images, memory_format=torch.contiguous_format)
-        chunk_size = batch if images.device.type != "cpu" else max(1, CPU_CHUNK_PIXELS // (height * width))
+        dense = images.device.type != "cpu" if dense is None else dense
+        chunk_size = batch if dense else max(1, CPU_CHUNK_PIXELS // (height * width))
 
         # Every image to its state right before its first pixel perturbation, or straight to its result.
         for start in range(0, batch, chunk_size):
             part = slice(start, start + chunk_size)
             apply_affine(images[part], plan.first_run[part], out=out[part])
+        if dense:
+            self._apply_pixel_steps_densely(out, plan)
+            return out
         # Then each (slot, pixel perturbation) on the samples that chose it, a chunk of them at a time.
         for slot in range(self.max_count):
-            for op_index, perturbation in enumerate(self.perturbations):
-                if perturbation.apply is None:
-                    continue
+            for op_index, _ in self._pixel_ops:
                 chosen = (plan.slot_ops[:, slot] == op_index).nonzero().squeeze(1)
                 if chosen.numel() == 0:
                     continue
@@ -317,14 +352,29 @@ class RandomPerturbations:
     ) -> None:
         """Samples ``chosen`` of ``out``: colour run before, the pixel perturbation, final run if it is the last."""
         identity = torch.eye(3, 4, device=out.device)
-        skip_identity = out.device.type == "cpu"
         subset = out.index_select(0, chosen)
-        subset = apply_affine(subset, plan.runs_before[chosen, slot], skip_identity=skip_identity)
+        subset = apply_affine(subset, plan.runs_before[chosen, slot], skip_identity=True)
         subset = self.perturbations[op_index].apply(subset, plan.strengths[chosen, op_index])
         is_last = (plan.last_pixel_slot[chosen] == slot).view(-1, 1, 1)
         final_run = torch.where(is_last, plan.final_run[chosen], identity)
-        subset = apply_affine(subset, final_run, skip_identity=skip_identity)
+        subset = apply_affine(subset, final_run, skip_identity=True)
         out.index_copy_(0, chosen, subset)
+
+    def _apply_pixel_steps_densely(self, out: torch.Tensor, plan: _PerturbationPlan) -> None:
+        """Every slot: its colour run, each pixel perturbation where chosen, the final run where it is the last.
+
+        Identity maps (samples without a pixel step in the slot) leave the pixels bit-identical: the matrix
+        product adds exact zeros and the clamp is a no-op on values already in [0, 1].
+        """
+        identity = torch.eye(3, 4, device=out.device)
+        for slot in range(self.max_count):
+            op_at_slot = plan.slot_ops[:, slot].view(-1, 1, 1, 1)
+            state = apply_affine(out, plan.runs_before[:, slot])
+            for op_index, perturbation in self._pixel_ops:
+                changed = perturbation.apply(state.clone(), plan.strengths[:, op_index])
+                state = torch.where(op_at_slot == op_index, changed, state)
+            is_last = (plan.last_pixel_slot == slot).view(-1, 1, 1)
+            apply_affine(state, torch.where(is_last, plan.final_run, identity), out=out)
 
     def _plan(self, images: torch.Tensor, generator: torch.Generator | None) -> _PerturbationPlan:
         """Draw subsets, orders and strengths, and compose each run of colour maps into one (3, 4) matrix."""
@@ -339,20 +389,33 @@ class RandomPerturbations:
         slot_ops = torch.where(slot_numbers < counts.unsqueeze(1), order[:, :num_slots], -1)
 
         identity = torch.eye(3, 4, device=device).expand(batch, 3, 4)
+        mean_rgb = _mean_rgb(images)
+        # (B, P + 1, 3, 4): each perturbation's colour map (identity for pixel ones), an identity last, so that
+        # the op index -1 of unused slots picks it. Maps that depend on the current mean are made per slot below.
+        all_maps = torch.stack(
+            [
+                identity if p.color_transform is None or p.uses_mean else p.color_transform(strengths[:, i], mean_rgb)
+                for i, p in enumerate(self.perturbations)
+            ]
+            + [identity],
+            dim=1,
+        )
         uses_pixels = torch.tensor([p.apply is not None for p in self.perturbations] + [False], device=device)
+        mean_dependent = [(i, p) for i, p in enumerate(self.perturbations) if p.uses_mean]
+        mean_moving = [(i, p) for i, p in self._pixel_ops if not p.keeps_mean]
+        rows = torch.arange(batch, device=device)
+
         runs_before = identity.unsqueeze(1).repeat(1, num_slots, 1, 1)
         run, first_run = identity.clone(), identity.clone()
         has_pixel_step = torch.zeros(batch, dtype=torch.bool, device=device)
         last_pixel_slot = torch.full((batch,), -1, device=device)
-        mean_rgb = _mean_rgb(images)
         for slot in range(num_slots):
             op_at_slot = slot_ops[:, slot]
             # This slot's colour map per sample (identity for pixel perturbations and unused slots).
-            step = identity
-            for op_index, perturbation in enumerate(self.perturbations):
-                if perturbation.color_transform is not None:
-                    color_map = perturbation.color_transform(strengths[:, op_index], mean_rgb)
-                    step = torch.where((op_at_slot == op_index).view(-1, 1, 1), color_map, step)
+            step = all_maps[rows, op_at_slot]
+            for op_index, perturbation in mean_dependent:
+                color_map = perturbation.color_transform(strengths[:, op_index], mean_rgb)
+                step = torch.where((op_at_slot == op_index).view(-1, 1, 1), color_map, step)
             run = _compose(step, run)
             mean_rgb = _transform_colors(step, mean_rgb).clamp(0, 1)
 
@@ -364,10 +427,9 @@ class RandomPerturbations:
             run = torch.where(pixel_step.view(-1, 1, 1), identity, run)
             has_pixel_step |= pixel_step
             last_pixel_slot = torch.where(pixel_step, slot, last_pixel_slot)
-            for op_index, perturbation in enumerate(self.perturbations):
-                if perturbation.apply is not None and not perturbation.keeps_mean:
-                    moved = perturbation.apply(mean_rgb.view(batch, 3, 1, 1).clone(), strengths[:, op_index])
-                    mean_rgb = torch.where((op_at_slot == op_index).view(-1, 1), moved.view(batch, 3), mean_rgb)
+            for op_index, perturbation in mean_moving:
+                moved = perturbation.apply(mean_rgb.view(batch, 3, 1, 1).clone(), strengths[:, op_index])
+                mean_rgb = torch.where((op_at_slot == op_index).view(-1, 1), moved.view(batch, 3), mean_rgb)
         first_run = torch.where(has_pixel_step.view(-1, 1, 1), first_run, run)
         final_run = torch.where(has_pixel_step.view(-1, 1, 1), run, identity)
         return _PerturbationPlan(slot_ops, strengths, first_run, runs_before, final_run, last_pixel_slot)
@@ -382,8 +444,8 @@ def apply_affine(
         images: (b, 3, H, W); not modified, and must not share memory with ``out``.
         affine: (b, 3, 4) maps ``[M | t]``.
         out: optional (b, 3, H, W) destination; each sample's (3, H, W) block must be contiguous.
-        skip_identity: return ``images`` itself when every map is the identity (the check waits for the device,
-            so it pays off on CPUs only).
+        skip_identity: return ``images`` itself when every map is the identity (the check reads the device, so
+            it pays off on CPUs only).
 
     Returns:
         (b, 3, H, W) mapped images (``out`` when given).
