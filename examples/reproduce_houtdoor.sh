@@ -5,8 +5,9 @@
 #
 # DATA_DIR holds photos/ (unlabeled photos for pre-training) and HOutdoor/ (iHarmony4 layout), e.g. ../shared/data.
 # PROFILE picks the compute budget; the recipe is the same, only steps/batch/precision change:
-#   cpu  (default) — 2 CPU cores, about 1 h 45 min of CPU time per core: pre-training 3000 steps x 16 crops at
-#                    64 px (42 epochs of the photos), each fine-tuning 1500 steps x 16 crops at 64 px; the models
+#   cpu  (default) — 2 CPU cores, about 1 h 45 min on an idle machine: pre-training 6000 steps x 16 crops at
+#                    64 px (83 epochs of the photos; 52 min with 2 threads), each fine-tuning 1500 steps x 16 crops
+#                    at 64 px (about 24 min with 1 thread, two side by side); the models
 #                    run at 64 px and evaluation is at 256 px (the protocol), the prediction carried to 256 px by the
 #                    pipeline's high-resolution transfer (run_eval.py's default for a model saved at 64 px).
 #                    Run the scratch fine-tunings beside pre-training (INITS=scratch STAGES=finetune) to halve the
