@@ -159,8 +159,9 @@ def main() -> None:
     generator = torch.Generator(device=images.device).manual_seed(0)
     rng = np.random.default_rng(0)
     device = images.device.type
+    composer = LEMaRTComposer()
     composers = {
-        f"LEMaRTComposer, batched ({device}, {torch.get_num_threads()} torch threads)": LEMaRTComposer(),
+        f"LEMaRTComposer, batched ({device}, {torch.get_num_threads()} torch threads)": composer,
         f"same, {'by subsets' if device != 'cpu' else 'dense (the GPU default)'}": LEMaRTComposer(
             dense=device == "cpu"
         ),
@@ -172,22 +173,22 @@ def main() -> None:
         if images.device.type == "cuda":
             torch.cuda.synchronize()
 
-    def batched(composer) -> callable:
+    def batched(batch_composer) -> callable:
         def run() -> None:
-            composer(images, generator)
+            batch_composer(images, generator)
             synchronize()
 
         return run
 
     def per_sample() -> None:
         for index in range(len(images)):
-            composers[next(iter(composers))](images[index : index + 1], generator)
+            composer(images[index : index + 1], generator)
         synchronize()
 
     def pil_reference() -> None:
         reference_composites(photos, rng)
 
-    methods = {name: batched(composer) for name, composer in composers.items()}
+    methods = {name: batched(method_composer) for name, method_composer in composers.items()}
     methods["same composer, per-sample loop (batches of 1)"] = per_sample
     methods["per-image PIL reference (1 thread)"] = pil_reference
     timings = {name: [] for name in methods}
@@ -217,8 +218,8 @@ def main() -> None:
     print(f"ratio: against the PIL reference; batched composer's median round: {median:.0f} composites/s")
     print()
     print(f"per call on a batch of {args.batch_size}: {'kernel launches':>15}  {'device read-backs':>17}")
-    for name, composer in composers.items():
-        launches, read_backs = launches_per_call(composer, images)
+    for name, counted in composers.items():
+        launches, read_backs = launches_per_call(counted, images)
         print(f"{name:<{width}}  {launches:>15.0f}  {read_backs:>17.1f}")
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 
 from .masks import MASK_STRATEGIES, make_mask
-from .perturbations import DEFAULT_PERTURBATIONS, Perturbation, RandomPerturbations
+from .perturbations import DEFAULT_PERTURBATIONS, Perturbation, RandomPerturbations, runs_densely
 from .seeding import generator_on_device
 
 
@@ -106,7 +106,7 @@ class LEMaRTComposer:
             dtype=images.dtype,
         )
         pixel_values = images.new_empty(batch, 4, height, width)
-        dense = images.device.type != "cpu" if self.dense is None else self.dense
+        dense = runs_densely(images.device, self.dense)
         perturb_visibly = self._perturb_visibly_at_once if dense else self._perturb_visibly
         composite = perturb_visibly(images, mask, generator, out=pixel_values[:, :3])
         # Paste: lerp with a 0/1 weight returns either end exactly, so the background stays bit-identical.
@@ -127,8 +127,7 @@ class LEMaRTComposer:
                 break
             originals = images.index_select(0, weak)
             if attempt == self.max_redraws:
-                towards_grey = torch.where(originals < 0.5, 2 * self.min_change, -2 * self.min_change)
-                perturbed.index_copy_(0, weak, originals + towards_grey)
+                perturbed.index_copy_(0, weak, self._towards_grey(originals))
                 break
             redrawn = self.perturb(originals, generator, dense=False)
             redrawn_change = foreground_change(originals, redrawn, mask.index_select(0, weak))
@@ -143,15 +142,18 @@ class LEMaRTComposer:
         """``_perturb_visibly`` with every redraw drawn up front, densely, and no read-back from the device."""
         batch, channels, height, width = images.shape
         num_candidates = self.max_redraws + 1
-        candidates = self.perturb(images.repeat(num_candidates, 1, 1, 1), generator, dense=True)
-        change = foreground_change(
-            images.repeat(num_candidates, 1, 1, 1), candidates, mask.repeat(num_candidates, 1, 1, 1)
-        )
+        repeated = images.repeat(num_candidates, 1, 1, 1)
+        candidates = self.perturb(repeated, generator, dense=True)
+        change = foreground_change(repeated, candidates, mask.repeat(num_candidates, 1, 1, 1))
         visible = (change.view(num_candidates, batch) >= self.min_change) | ~_has_foreground(mask)
         first_visible = visible.to(torch.uint8).argmax(dim=0)  # the first maximum: index 0 where none is visible
-        chosen = candidates.view(num_candidates, batch, channels, height, width)[first_visible, torch.arange(batch)]
-        towards_grey = images + torch.where(images < 0.5, 2 * self.min_change, -2 * self.min_change)
-        return torch.where(visible.any(dim=0).view(-1, 1, 1, 1), chosen, towards_grey, out=out)
+        candidates = candidates.view(num_candidates, batch, channels, height, width)
+        chosen = candidates[first_visible, torch.arange(batch, device=images.device)]
+        return torch.where(visible.any(dim=0).view(-1, 1, 1, 1), chosen, self._towards_grey(images), out=out)
+
+    def _towards_grey(self, images: torch.Tensor) -> torch.Tensor:
+        """The fallback for a perturbation too weak to see: every value ``2 * min_change`` closer to mid-grey."""
+        return images + torch.where(images < 0.5, 2 * self.min_change, -2 * self.min_change)
 
 
 def _has_foreground(mask: torch.Tensor) -> torch.Tensor:

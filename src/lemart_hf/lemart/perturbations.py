@@ -302,7 +302,11 @@ class RandomPerturbations:
                 f"got min_count={min_count}, max_count={max_count}."
             )
         self.min_count, self.max_count = min_count, max_count
+        # (index, perturbation) pairs: the pixel ones, the colour maps that depend on the current mean, and the pixel
+        # ones that move the mean.
         self._pixel_ops = [(i, p) for i, p in enumerate(self.perturbations) if p.apply is not None]
+        self._mean_dependent = [(i, p) for i, p in enumerate(self.perturbations) if p.uses_mean]
+        self._mean_moving = [(i, p) for i, p in self._pixel_ops if not p.keeps_mean]
 
     def __call__(
         self,
@@ -327,7 +331,7 @@ class RandomPerturbations:
         plan = self._plan(images, generator)
         if out is None:
             out = torch.empty_like(images, memory_format=torch.contiguous_format)
-        dense = images.device.type != "cpu" if dense is None else dense
+        dense = runs_densely(images.device, dense)
         chunk_size = batch if dense else max(1, CPU_CHUNK_PIXELS // (height * width))
 
         # Every image to its state right before its first pixel perturbation, or straight to its result.
@@ -401,8 +405,6 @@ class RandomPerturbations:
             dim=1,
         )
         uses_pixels = torch.tensor([p.apply is not None for p in self.perturbations] + [False], device=device)
-        mean_dependent = [(i, p) for i, p in enumerate(self.perturbations) if p.uses_mean]
-        mean_moving = [(i, p) for i, p in self._pixel_ops if not p.keeps_mean]
         rows = torch.arange(batch, device=device)
 
         runs_before = identity.unsqueeze(1).repeat(1, num_slots, 1, 1)
@@ -413,7 +415,7 @@ class RandomPerturbations:
             op_at_slot = slot_ops[:, slot]
             # This slot's colour map per sample (identity for pixel perturbations and unused slots).
             step = all_maps[rows, op_at_slot]
-            for op_index, perturbation in mean_dependent:
+            for op_index, perturbation in self._mean_dependent:
                 color_map = perturbation.color_transform(strengths[:, op_index], mean_rgb)
                 step = torch.where((op_at_slot == op_index).view(-1, 1, 1), color_map, step)
             run = _compose(step, run)
@@ -427,12 +429,17 @@ class RandomPerturbations:
             run = torch.where(pixel_step.view(-1, 1, 1), identity, run)
             has_pixel_step |= pixel_step
             last_pixel_slot = torch.where(pixel_step, slot, last_pixel_slot)
-            for op_index, perturbation in mean_moving:
+            for op_index, perturbation in self._mean_moving:
                 moved = perturbation.apply(mean_rgb.view(batch, 3, 1, 1).clone(), strengths[:, op_index])
                 mean_rgb = torch.where((op_at_slot == op_index).view(-1, 1), moved.view(batch, 3), mean_rgb)
         first_run = torch.where(has_pixel_step.view(-1, 1, 1), first_run, run)
         final_run = torch.where(has_pixel_step.view(-1, 1, 1), run, identity)
         return _PerturbationPlan(slot_ops, strengths, first_run, runs_before, final_run, last_pixel_slot)
+
+
+def runs_densely(device: torch.device, dense: bool | None) -> bool:
+    """Whether the pixel steps run densely (see ``RandomPerturbations``): ``dense`` if given, else except on CPUs."""
+    return device.type != "cpu" if dense is None else dense
 
 
 def apply_affine(
