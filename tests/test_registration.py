@@ -45,6 +45,7 @@ def test_saved_folder_is_self_contained_for_remote_code(tmp_path):
     model = saved_model(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["auto_map"]["AutoModelForImageToImage"] == "modeling_swinih.SwinIHForHarmonization"
+    assert config["auto_map"]["AutoModel"] == "modeling_swinih.SwinIHModel"
     for name in ("configuration_swinih.py", "modeling_swinih.py", "modeling_harmonization.py"):
         assert (tmp_path / name).is_file() and not (tmp_path / name).is_symlink()
     pixel_values = inputs()
@@ -57,8 +58,9 @@ def test_saved_folder_is_self_contained_for_remote_code(tmp_path):
         import sys
         sys.modules["lemart_hf"] = None  # lemart_hf is not importable in this process
         import torch
-        from transformers import AutoImageProcessor, AutoModelForImageToImage
+        from transformers import AutoImageProcessor, AutoModel, AutoModelForImageToImage
         folder = {str(tmp_path)!r}
+        assert type(AutoModel.from_pretrained(folder, trust_remote_code=True)).__name__ == "SwinIHModel"
         model = AutoModelForImageToImage.from_pretrained(folder, trust_remote_code=True).eval()
         processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -88,6 +89,10 @@ def test_call_forms_and_batching_agree(pipe, make_pair):
     check(pipe([{"image": i, "mask": m} for i, m in pairs], output_type="pt", batch_size=2))
     check(pipe([(i, m) for i, m in pairs], output_type="pt"))
     check(list(pipe(({"image": i, "mask": m} for i, m in pairs), output_type="pt", batch_size=2)))
+    features = datasets.Features({"image": datasets.Image(), "mask": datasets.Image()})  # rows of PIL images
+    columns = {"image": [Image.fromarray(i) for i in images], "mask": [Image.fromarray(m) for m in masks]}
+    rows = datasets.Dataset.from_dict(columns, features=features)
+    check(list(pipe(rows, output_type="pt", batch_size=2)))
     torch.testing.assert_close(pipe({"image": images[0], "mask": masks[0]}, output_type="pt"), single[0])
 
 
@@ -290,9 +295,7 @@ def test_saved_pipeline_loads_with_remote_code_where_lemart_hf_is_absent(pipe, m
     torch.save(pipe(image, mask, output_type="pt"), folder / "expected.pt")
 
     # In-process, with lemart_hf installed, such a folder loads without remote code through pipeline_class.
-    local = pipeline(
-        "image-harmonization", model=str(folder), pipeline_class=ImageHarmonizationPipeline, device="cpu"
-    )
+    local = pipeline("image-harmonization", model=str(folder), pipeline_class=ImageHarmonizationPipeline, device="cpu")
     assert torch.equal(local(image, mask, output_type="pt"), torch.load(folder / "expected.pt"))
 
     script = textwrap.dedent(

@@ -21,7 +21,7 @@ from transformers import Pipeline
 from transformers.utils import logging
 
 from .highres import TRANSFER_METHODS, transfer_harmonization
-from .image_processing_swinih import SwinIHImageProcessor, load_image, resize, to_mask, to_pil, to_rgb
+from .image_processing_swinih import SwinIHImageProcessor, load_image, resize, size_dict, to_mask, to_pil, to_rgb
 
 logger = logging.get_logger(__name__)
 
@@ -54,16 +54,17 @@ def _split_masks(masks: Any, count: int) -> list:
     return list(masks)
 
 
-def _working_size(size: Any) -> tuple[int, int]:
-    if isinstance(size, int):
-        height = width = size
-    elif isinstance(size, dict):
-        height, width = size["height"], size["width"]
-    else:
-        height, width = size
-    if int(height) < 1 or int(width) < 1:
-        raise ValueError(f"working_size must be positive, got {size!r}")
-    return int(height), int(width)
+class _RowsDataset(torch.utils.data.Dataset):
+    """A Hugging Face `datasets.Dataset` (rows as dicts) as the torch `Dataset` that `Pipeline` streams through its DataLoader."""
+
+    def __init__(self, rows: Any):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.rows[index]
 
 
 def _first(value: Any) -> Any:
@@ -91,12 +92,13 @@ class ImageHarmonizationPipeline(Pipeline):
     >>> out = pipe({"image": img, "mask": mask}, output_type="pt")  # (3, H, W) float tensor in [0, 1]
     ```
 
-    Inputs: images and masks as paths, PIL images (any mode; 16-bit included), numpy arrays (H, W[, C]) or torch
-    tensors ([C, ]H, W); uint8, uint16, bool or float in [0, 1]. Grayscale is replicated to RGB, an alpha channel
-    is ignored, EXIF orientation is applied (files and PIL images); a mask is 1 (or 255) on the region to
-    harmonize, soft values allowed, an RGB mask is averaged. Batches: a list of images with a list of masks, a
-    list of `{"image", "mask"}` dicts or (image, mask) pairs, a 4-D array / tensor, or a generator / dataset of
-    dicts (streamed).
+    Inputs: images and masks as paths, PIL images (any mode; 16-bit grayscale included), numpy arrays (H, W[, C]) or
+    torch tensors ([C, ]H, W); uint8, uint16, bool or float in [0, 1]. Pillow reads 16-bit RGB files as 8-bit: pass
+    those as uint16 arrays to keep their precision. Grayscale is replicated to RGB, an image's alpha channel is
+    ignored, EXIF orientation is applied (files and PIL images); a mask is 1 (or 255) on the region to harmonize,
+    soft values allowed, an RGB mask is averaged, an RGBA mask with transparency is its alpha channel. Batches: a list of images with a list of masks, a
+    list of `{"image", "mask"}` dicts or (image, mask) pairs, a 4-D array / tensor, or a generator, torch
+    `Dataset` or Hugging Face `datasets.Dataset` of such dicts (streamed).
 
     Parameters (at construction or per call):
         output_type (`str`, defaults to `"pil"`): `"pil"` (RGB uint8), `"pt"` ((3, H, W) float32 tensor in [0, 1])
@@ -145,8 +147,10 @@ class ImageHarmonizationPipeline(Pipeline):
                 images = list(images)
             single = isinstance(images, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor))
             unpaired_list = isinstance(images, list) and images and not isinstance(images[0], (dict, list, tuple))
+            if hasattr(images, "column_names") and hasattr(images, "__getitem__"):
+                return _RowsDataset(images)  # a Hugging Face datasets.Dataset with "image" and "mask" columns
             if not (single or unpaired_list):
-                return images  # a dict, a list of dicts / pairs, a generator or a dataset
+                return images  # a dict, a list of dicts / pairs, a generator or a torch dataset
             raise ValueError("a mask is required: call pipe(image, mask) or pipe({'image': ..., 'mask': ...})")
         if _is_batch(images):
             images = list(images)
@@ -165,7 +169,7 @@ class ImageHarmonizationPipeline(Pipeline):
             raise TypeError(f"unexpected argument(s) for the image-harmonization pipeline: {sorted(kwargs)}")
         preprocess, forward, postprocess = {}, {}, {}
         if working_size is not None:
-            preprocess["working_size"] = _working_size(working_size)
+            preprocess["working_size"] = size_dict(working_size)
         if resize_mask is not None:
             preprocess["resize_mask"] = bool(resize_mask)
         if highres_method is not None:
@@ -179,7 +183,7 @@ class ImageHarmonizationPipeline(Pipeline):
         return preprocess, forward, postprocess
 
     # ----- the three steps -------------------------------------------------------------------------------------
-    def preprocess(self, inputs, working_size: tuple[int, int] | None = None, resize_mask: bool = False) -> dict:
+    def preprocess(self, inputs, working_size=None, resize_mask: bool = False) -> dict:
         if isinstance(inputs, dict):
             missing = {"image", "mask"} - set(inputs)
             if missing:
@@ -202,11 +206,12 @@ class ImageHarmonizationPipeline(Pipeline):
                     "the image's size, or resize_mask=True to resize it"
                 )
             alpha = resize(alpha, tuple(rgb.shape[-2:])).clamp(0, 1)
-        size = working_size or _working_size(self.image_processor.size)
+        size = size_dict(working_size if working_size is not None else self.image_processor.size)
+        height_width = (size["height"], size["width"])
         # The antialiased resize the processor would do, done here so that the processor gets small tensors (and
         # no full-size copy of the image is made for it).
         pixel_values = self.image_processor(
-            resize(rgb, size), resize(alpha, size), size={"height": size[0], "width": size[1]}, return_tensors="pt"
+            resize(rgb, height_width), resize(alpha, height_width), size=size, return_tensors="pt"
         )["pixel_values"]
         return {"pixel_values": pixel_values, "composite": [rgb], "mask": [alpha]}
 

@@ -27,7 +27,7 @@ def mask_array():
         lambda a: Image.fromarray(a).convert("L"),
         lambda a: torch.from_numpy(a).permute(2, 0, 1),  # torch uint8 CHW
         lambda a: torch.from_numpy(a).permute(2, 0, 1).float() / 255,  # torch float CHW
-        lambda a: (a.astype(np.uint16) * 257),  # 16-bit numpy
+        lambda a: a.astype(np.uint16) * 257,  # 16-bit numpy
         lambda a: Image.fromarray(a[..., 0].astype(np.uint16) * 257),  # 16-bit PIL (I;16)
     ],
 )
@@ -100,6 +100,9 @@ def test_config_round_trip(tmp_path):
         (np.zeros((2, 3, 4, 5, 6), np.uint8), mask_array(), "must be 2-D"),
         (np.zeros((H, W, 7), np.uint8), mask_array(), "1, 3 or 4 channels"),
         (rgb_array().astype(np.float32), mask_array(), r"float inputs must be in \[0, 1\]"),
+        (Image.fromarray(rgb_array()).convert("F"), mask_array(), r"float inputs must be in \[0, 1\]"),
+        (Image.fromarray(np.full((H, W), 70000, np.int32)), mask_array(), "read as 16-bit"),
+        (np.full((H, W, 3), np.nan, np.float32), mask_array(), "contains NaN"),
         ("does/not/exist.png", mask_array(), "image file not found"),
         (12, mask_array(), "must be a path, PIL image"),
     ],
@@ -107,6 +110,43 @@ def test_config_round_trip(tmp_path):
 def test_bad_inputs_raise_clear_errors(images, masks, message):
     with pytest.raises(ValueError, match=message):
         SwinIHImageProcessor()(images, masks)
+
+
+def test_pil_float_and_32_bit_integer_modes_are_scaled_like_arrays():
+    values = np.random.default_rng(1).random((H, W)).astype(np.float32)
+    float_image = SwinIHImageProcessor(do_resize=False)(Image.fromarray(values, mode="F"), mask_array())
+    torch.testing.assert_close(float_image["pixel_values"][0, 0], torch.from_numpy(values), atol=0, rtol=0)
+    # Pillow opens 16-bit grayscale files as mode "I" too: a dark 16-bit image stays dark (not scaled by 255).
+    dark = np.full((H, W), 200, np.int32)
+    dark_image = SwinIHImageProcessor(do_resize=False)(Image.fromarray(dark), mask_array())
+    assert dark_image["pixel_values"][0, :3].unique().item() == pytest.approx(200 / 65535)
+
+
+def test_rgba_mask_with_transparency_is_its_alpha():
+    alpha = mask_array()
+    cut_out = np.concatenate([np.full((H, W, 3), 255, np.uint8), alpha[..., None]], axis=-1)  # white, alpha = object
+    from_alpha = SwinIHImageProcessor(do_resize=False)(rgb_array(), Image.fromarray(cut_out))["pixel_values"][0, 3]
+    assert torch.equal(from_alpha, torch.from_numpy(alpha > 0).float())
+    opaque = np.concatenate([np.repeat(alpha[..., None], 3, axis=-1), np.full((H, W, 1), 255, np.uint8)], axis=-1)
+    from_rgb = SwinIHImageProcessor(do_resize=False)(rgb_array(), Image.fromarray(opaque))["pixel_values"][0, 3]
+    assert torch.equal(from_rgb, from_alpha)
+
+
+@pytest.mark.parametrize("size", [64, (64, 64), {"height": 64, "width": 64}])
+def test_size_forms(size):
+    assert SwinIHImageProcessor(size=size).size == {"height": 64, "width": 64}
+    assert SwinIHImageProcessor()(rgb_array(), mask_array(), size=size)["pixel_values"].shape == (1, 4, 64, 64)
+
+
+@pytest.mark.parametrize("size", [{"shortest_edge": 64}, 0, (64,), "64"])
+def test_bad_size_is_a_clear_error(size):
+    with pytest.raises(ValueError, match="size must be"):
+        SwinIHImageProcessor()(rgb_array(), mask_array(), size=size)
+
+
+def test_unknown_arguments_are_reported(caplog):
+    SwinIHImageProcessor()(rgb_array(), mask_array(), do_normalize=True)
+    assert "ignores these arguments: ['do_normalize']" in caplog.text
 
 
 def test_corrupt_file_names_the_file(tmp_path):

@@ -112,6 +112,27 @@ def test_model_loss_uses_config_or_argument():
     assert raw.shape == labels.shape
 
 
+def test_attention_implementation_can_be_switched_on_a_built_model():
+    model = small_model(attn_implementation="sdpa")
+    pixel_values = make_inputs(height=40, width=56)
+    with torch.no_grad():
+        sdpa_output = model(pixel_values).harmonized
+        model.set_attn_implementation("eager")
+        assert model.swinih.config._attn_implementation == "eager"
+        torch.testing.assert_close(model(pixel_values).harmonized, sdpa_output, atol=1e-5, rtol=0)
+
+
+def test_inputs_take_the_model_dtype_and_integer_inputs_raise():
+    model = small_model()
+    pixel_values = make_inputs()
+    with torch.no_grad():
+        expected = model(pixel_values).harmonized
+        torch.testing.assert_close(model(pixel_values.double()).harmonized, expected, atol=1e-6, rtol=0)
+        assert model.to(torch.bfloat16)(pixel_values).harmonized.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="pixel_values must be a float tensor"):
+        model((pixel_values * 255).to(torch.uint8))
+
+
 def test_labels_of_wrong_shape_raise():
     with pytest.raises(ValueError, match="labels must have shape"):
         small_model()(make_inputs(), labels=torch.rand(2, 3, 10, 10))
