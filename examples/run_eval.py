@@ -28,6 +28,7 @@ from lemart_hf.data import load_iharmony4
 from lemart_hf.evaluation import evaluate_harmonization
 from lemart_hf.highres import TRANSFER_METHODS
 from lemart_hf.metrics import PROTOCOLS
+from lemart_hf.training import check_launch, model_path_problem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,9 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--data_dir",
-        required=True,
-        help="iHarmony4-layout root holding <Subset>/{composite_images,masks,real_images}.",
+        "--data_dir", required=True, help="iHarmony4-layout root holding <Subset>/{composite_images,masks,real_images}."
     )
     parser.add_argument(
         "--subsets", nargs="+", default=None, help="Subset folders to score (default: every one found)."
@@ -156,6 +155,12 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("nothing to score: give --model PATH_OR_ID or --baseline {composite,color_transfer}")
     if not os.path.isdir(args.data_dir):
         parser.error(f"--data_dir {args.data_dir!r} is not a directory")
+    for name, smallest in (("batch_size", 1), ("num_workers", 0), ("max_samples", 1), ("num_grids", 0)):
+        value = getattr(args, name)
+        if value is not None and value < smallest:
+            parser.error(f"--{name} must be >= {smallest}, got {value}")
+    if args.model is not None and (problem := model_path_problem(args.model)):
+        parser.error(f"--model {args.model!r} {problem}")
     try:
         dataset = load_iharmony4(args.data_dir, args.subsets, args.split, max_samples=args.max_samples)
     except (FileNotFoundError, ValueError) as error:
@@ -167,6 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
     from accelerate import Accelerator
 
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    check_launch(accelerator)
     working_size = None
     if args.baseline == "color_transfer":
         title = f"color_transfer (Lab {args.color_transfer_lab})"
@@ -182,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
             predict_fn, working_size = load_model_predictor(
                 args.model, accelerator.device, args.working_size, args.highres_method
             )
-        except OSError as error:
+        except (OSError, ValueError) as error:
             parser.error(f"--model {args.model!r} could not be loaded: {str(error).splitlines()[0]}")
         if working_size is not None:
             title += f" (working size {working_size[0]}x{working_size[1]}, {args.highres_method} transfer)"

@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Model and optimisation.
     try:
         model, image_processor = load_model(args)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise SystemExit(f"run_finetune.py: error: --model_name_or_path could not be loaded: {error}") from error
     learning_rate = effective_learning_rate(args, num_processes)
     optimizer = build_optimizer(model, args, learning_rate)

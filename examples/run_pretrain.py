@@ -18,9 +18,11 @@ photo back (MSE). The result is a `save_pretrained` folder to fine-tune with `ru
     # continue an interrupted run exactly where it stopped
     accelerate launch examples/run_pretrain.py ... --resume_from_checkpoint latest
 
-    # data parallel: one process per GPU, or (gloo) processes on a CPU-only machine. Note: accelerate 1.x runs
-    # `--cpu --num_processes 2` as a single process; `--multi_gpu` without GPUs gives real CPU processes.
+    # data parallel: one process per GPU
     accelerate launch --multi_gpu --num_processes 2 examples/run_pretrain.py ...
+    # ... or gloo processes on a machine without GPUs (accelerate 1.x runs `--cpu --num_processes 2` as ONE process,
+    # and `--multi_gpu` alone as unconnected ones: the script stops with an error then)
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 examples/run_pretrain.py ...
 
 On a busy CPU, one intra-op thread per process (OMP_NUM_THREADS=1) can be twice as fast as accelerate's default.
 
@@ -369,7 +371,10 @@ def main(argv: list[str] | None = None) -> dict:
         max_train_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
 
     # Model and optimisation.
-    model, image_processor = load_model(args)
+    try:
+        model, image_processor = load_model(args)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"run_pretrain.py: error: --model_name_or_path could not be loaded: {error}") from error
     learning_rate = effective_learning_rate(args, num_processes)
     optimizer = build_optimizer(model, args, learning_rate)
     lr_scheduler = build_scheduler(optimizer, args, max_train_steps, num_processes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from lemart_hf.training import (
     HarmonizationTrainingPairs,
     TrainingState,
     build_optimizer,
+    check_launch,
     checkpoint_step,
     collate_pairs,
     files_to_upload,
@@ -83,6 +85,42 @@ def test_a_kill_during_a_save_leaves_no_checkpoint_that_looks_complete(tmp_path)
         manager.resolve(str(tmp_path / "checkpoint-20"))
     assert [p.name for p in manager.remove_partial()] == ["checkpoint-10.tmp"]
     assert checkpoint_step("checkpoint-10.tmp") is None and checkpoint_step("x/checkpoint-7") == 7
+
+
+def test_checkpoints_of_a_run_resumed_from_an_earlier_step_are_the_newest(tmp_path):
+    first_run = CheckpointManager(tmp_path)
+    for step in (4, 8):
+        first_run.save(FakeAccelerator(), TrainingState(global_step=step))
+    # Resumed from checkpoint-4: the old checkpoint-8 belongs to the abandoned continuation.
+    resumed = CheckpointManager(tmp_path, total_limit=2)
+    resumed.save(FakeAccelerator(), TrainingState(global_step=5))
+    assert resumed.resolve("latest") == tmp_path / "checkpoint-5"
+    assert [p.name for p in resumed.complete()] == ["checkpoint-8", "checkpoint-5"]  # checkpoint-4 rotated out
+    resumed.save(FakeAccelerator(), TrainingState(global_step=6))
+    assert [p.name for p in resumed.complete()] == ["checkpoint-5", "checkpoint-6"]
+    assert CheckpointManager(tmp_path).resolve("latest") == tmp_path / "checkpoint-6"
+
+
+@pytest.mark.parametrize(
+    "world_size, num_processes, mixed_precision, message",
+    [
+        ("2", 1, "no", "launched as 2 processes, but Accelerate runs each of them alone"),
+        ("1", 1, "fp16", "fp16 mixed precision needs a GPU"),
+        ("2", 2, "bf16", None),
+    ],
+)
+def test_launches_accelerate_would_quietly_change_are_errors(
+    monkeypatch, world_size, num_processes, mixed_precision, message
+):
+    monkeypatch.setenv("WORLD_SIZE", world_size)
+    accelerator = SimpleNamespace(
+        num_processes=num_processes, mixed_precision=mixed_precision, device=torch.device("cpu")
+    )
+    if message is None:
+        check_launch(accelerator)
+        return
+    with pytest.raises(SystemExit, match=message):
+        check_launch(accelerator)
 
 
 def test_latest_without_checkpoints_starts_afresh(tmp_path):

@@ -231,17 +231,35 @@ def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Nam
         if args.model_config is None:  # named in logs and model cards
             args.model_config = config.__class__.default_preset
     else:
-        # A local path must be a folder; anything else is taken for a Hub id ("user/model") and checked on loading.
-        looks_local = args.model_name_or_path.startswith(("/", "./", "../", "~")) or os.path.exists(
-            args.model_name_or_path
-        )
-        if looks_local and not os.path.isdir(os.path.expanduser(args.model_name_or_path)):
-            parser.error(f"--model_name_or_path {args.model_name_or_path!r} is not a directory")
+        problem = model_path_problem(args.model_name_or_path)
+        if problem:
+            parser.error(f"--model_name_or_path {args.model_name_or_path!r} {problem}")
     if args.resume_from_checkpoint not in (None, "latest") and not is_complete_checkpoint(args.resume_from_checkpoint):
         parser.error(
             f"--resume_from_checkpoint {args.resume_from_checkpoint!r} is not a complete checkpoint folder "
             f"(one named {CHECKPOINT_PREFIX}<step> holding {TRAINING_STATE_FILE}); use 'latest' or a path"
         )
+
+
+def model_path_problem(name_or_path: str) -> str | None:
+    """Why ``name_or_path`` cannot be a saved model, where that is clear before loading it; None otherwise.
+
+    A local path must be a folder with a ``config.json``; anything else is taken for a Hub id ("user/model") and
+    checked on loading. A training checkpoint is named as such: it holds training state, not a loadable model.
+    """
+    path = os.path.expanduser(name_or_path)
+    if not (name_or_path.startswith(("/", "./", "../", "~")) or os.path.exists(path)):
+        return None
+    if not os.path.isdir(path):
+        return "is not a directory"
+    if is_complete_checkpoint(path):
+        return (
+            "is a training checkpoint, not a saved model: continue its run with --resume_from_checkpoint, or use "
+            f"the model the run saved in {os.path.dirname(os.path.abspath(path))!r}"
+        )
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        return "holds no config.json (not a saved model folder)"
+    return None
 
 
 # ======================================================================================================
@@ -272,13 +290,38 @@ def make_accelerator(args: argparse.Namespace):
     project_config = ProjectConfiguration(
         project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
     )
-    return Accelerator(
+    accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=resolve_report_to(args.report_to),
         project_config=project_config,
         dataloader_config=DataLoaderConfiguration(non_blocking=True),
     )
+    check_launch(accelerator)
+    return accelerator
+
+
+def check_launch(accelerator) -> None:
+    """Exit with a one-line error where Accelerate would quietly run something other than what was launched.
+
+    - Processes started as a group (``WORLD_SIZE`` > 1) that Accelerate runs each on its own: on a machine without
+      GPUs, ``accelerate launch --multi_gpu`` needs ``ACCELERATE_USE_CPU=1`` to form a gloo group; without it, every
+      process would train alone and all of them would write the same output folder.
+    - fp16 mixed precision on a CPU, which Accelerate ignores (training would run in float32).
+    """
+    prog = os.path.basename(sys.argv[0]) or "lemart_hf"
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and accelerator.num_processes == 1:
+        raise SystemExit(
+            f"{prog}: error: launched as {world_size} processes, but Accelerate runs each of them alone (they would "
+            f"overwrite each other's outputs); without GPUs, launch with ACCELERATE_USE_CPU=1 accelerate launch "
+            f"--multi_gpu --num_processes {world_size} ..."
+        )
+    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise SystemExit(
+            f"{prog}: error: fp16 mixed precision needs a GPU (on a CPU, Accelerate would quietly run in float32); "
+            "use --mixed_precision bf16 or no"
+        )
 
 
 def resolve_model_config(name_or_path: str | None, model_type: str | None = None, **overrides):
@@ -421,6 +464,7 @@ class TrainingState:
         micro_step: batches (per process) consumed since the start; numbers the composer's and the model's RNG.
         images_seen: training images consumed, all processes together.
         run: settings a resumed run must share for exactness (batch size, processes, seed, ...).
+        generation: set by `CheckpointManager.save`: which run (process start) in the folder wrote the checkpoint.
     """
 
     global_step: int = 0
@@ -429,6 +473,7 @@ class TrainingState:
     micro_step: int = 0
     images_seen: int = 0
     run: dict = dataclasses.field(default_factory=dict)
+    generation: int = 0
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
@@ -481,18 +526,24 @@ class CheckpointManager:
     flushed to disk, and only then is the folder renamed to ``checkpoint-{step}`` (an atomic rename). A run killed
     while saving leaves a ``.tmp`` folder, which nothing mistakes for a checkpoint and the next run deletes.
     Old checkpoints are renamed to ``.trash`` before being deleted, for the same reason.
+
+    Checkpoints are ordered by the run that wrote them, then by step: each manager (one per run) takes the
+    generation after the highest one in the folder. So after resuming from an earlier checkpoint (say step 4 of a
+    run that went on to step 8), the new run's checkpoints are the newest: "latest" finds them and rotation deletes
+    the abandoned step 8 first. The order lives in the training states, so copying a folder keeps it.
     """
 
     def __init__(self, output_dir: str | os.PathLike, total_limit: int | None = None):
         self.output_dir = Path(output_dir)
         self.total_limit = total_limit
+        self.generation = 1 + max((_generation(p) for p in self.complete()), default=-1)
 
     def complete(self) -> list[Path]:
-        """Complete checkpoints, oldest (lowest step) first."""
+        """Complete checkpoints, oldest first: by the generation of the run that wrote them, then by step."""
         if not self.output_dir.is_dir():
             return []
         found = [p for p in self.output_dir.iterdir() if is_complete_checkpoint(p)]
-        return sorted(found, key=checkpoint_step)
+        return sorted(found, key=lambda path: (_generation(path), checkpoint_step(path)))
 
     def latest(self) -> Path | None:
         complete = self.complete()
@@ -539,7 +590,8 @@ class CheckpointManager:
         if accelerator.is_main_process:
             for name, text in (extra_files or {}).items():
                 (temporary / name).write_text(text, encoding="utf-8")
-            (temporary / TRAINING_STATE_FILE).write_text(state.to_json(), encoding="utf-8")
+            written = dataclasses.replace(state, generation=self.generation)
+            (temporary / TRAINING_STATE_FILE).write_text(written.to_json(), encoding="utf-8")
             _fsync_tree(temporary)
             if final.exists():  # the same step saved before (e.g. a restarted run): replace it
                 self._discard(final)
@@ -567,6 +619,14 @@ class CheckpointManager:
         shutil.rmtree(trash, ignore_errors=True)
         os.replace(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def _generation(checkpoint: Path) -> int:
+    """The generation recorded in a complete checkpoint (0 for ones saved before generations, or unreadable)."""
+    try:
+        return int(json.loads((checkpoint / TRAINING_STATE_FILE).read_text(encoding="utf-8")).get("generation", 0))
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def load_training_state(checkpoint: str | os.PathLike) -> TrainingState:
@@ -975,7 +1035,9 @@ __all__ = [
     "load_model",
     "load_training_state",
     "log_sample_grid",
+    "check_launch",
     "make_accelerator",
+    "model_path_problem",
     "make_sample_grid",
     "model_card",
     "push_folder_to_hub",

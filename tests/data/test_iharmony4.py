@@ -115,6 +115,15 @@ def test_fraction_is_seeded_per_subset_and_keeps_order(tree):
     assert len(load_iharmony4(tree, split="train", max_samples=2)) == 4
     with pytest.raises(ValueError):
         load_iharmony4(tree, fraction=0.0)
+    with pytest.raises(ValueError, match="max_samples must be >= 1"):
+        load_iharmony4(tree, max_samples=0)
+
+
+def test_a_subsets_fraction_does_not_depend_on_the_other_subsets_loaded(tree):
+    both = load_iharmony4(tree, ["HCOCO", "HFlickr"], split="train", fraction=0.5, seed=3)
+    for subset in ("HCOCO", "HFlickr"):
+        alone = load_iharmony4(tree, subset, split="train", fraction=0.5, seed=3)["name"]
+        assert alone == [n for n, s in zip(both["name"], both["subset"]) if s == subset]
 
 
 def test_missing_files_one_error_with_count_and_first_paths(tree):

@@ -59,9 +59,7 @@ def _expect_usage_error(capsys, argv, fragment):
 def test_usage_errors_are_one_line_and_exit_2(tmp_path, capsys):
     tree = make_tree(tmp_path / "tree")
     _expect_usage_error(capsys, ["--data_dir", str(tree)], "give --model")
-    _expect_usage_error(
-        capsys, ["--data_dir", str(tmp_path / "missing"), "--baseline", "composite"], "not a directory"
-    )
+    _expect_usage_error(capsys, ["--data_dir", str(tmp_path / "missing"), "--baseline", "composite"], "not a directory")
     (tmp_path / "empty").mkdir()
     _expect_usage_error(
         capsys, ["--data_dir", str(tmp_path / "empty"), "--baseline", "composite"], "no iHarmony4 subsets"
@@ -72,6 +70,12 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path, capsys):
     _expect_usage_error(
         capsys, ["--data_dir", str(tree), "--baseline", "composite", "--model", "x"], "not allowed with"
     )
+    for flag, value in (("--batch_size", "0"), ("--num_workers", "-1"), ("--max_samples", "-1")):
+        _expect_usage_error(capsys, ["--data_dir", str(tree), "--baseline", "composite", flag, value], "must be >=")
+    checkpoint = tmp_path / "run" / "checkpoint-3"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "training_state.json").write_text("{}")
+    _expect_usage_error(capsys, ["--data_dir", str(tree), "--model", str(checkpoint)], "is a training checkpoint")
     os.remove(tree / "HCOCO" / "masks" / "C0_1.png")
     _expect_usage_error(capsys, ["--data_dir", str(tree), "--baseline", "composite"], "1 file(s)")
 

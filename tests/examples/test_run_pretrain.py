@@ -231,6 +231,18 @@ def test_bad_arguments_give_clear_errors(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_a_model_path_that_holds_no_model_is_named(tmp_path, capsys):
+    checkpoint = tmp_path / "run" / "checkpoint-8"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "training_state.json").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    run_pretrain = load_script("run_pretrain.py")
+    for folder, message in ((checkpoint, "is a training checkpoint"), (tmp_path / "empty", "holds no config.json")):
+        with pytest.raises(SystemExit) as error:
+            run_pretrain.parse_args(["--model_name_or_path", str(folder)])
+        assert error.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_empty_image_folder_is_reported(tmp_path, tiny_config):
     (tmp_path / "empty").mkdir()
     run_pretrain = load_script("run_pretrain.py")

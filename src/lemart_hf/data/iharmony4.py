@@ -106,9 +106,7 @@ def _parse_list_line(line: str, default_subset: str | None, list_path: Path) -> 
         return parts[-3], parts[-1]
     if len(parts) == 2:  # "<Subset>/<name>"
         return parts[0], parts[1]
-    raise ValueError(
-        f"{list_path}: cannot read line {line!r}; expected '<name>' or '<Subset>/composite_images/<name>'"
-    )
+    raise ValueError(f"{list_path}: cannot read line {line!r}; expected '<name>' or '<Subset>/composite_images/<name>'")
 
 
 def _collect_entries(
@@ -180,7 +178,8 @@ def load_iharmony4(
         fraction: keep this fraction of each subset's list, a seeded uniform sample without replacement (at
             least one image per subset, list order kept) — for label-efficiency runs (e.g. 0.5 = 50% of labels).
             Sampling per subset keeps the subsets' proportions, as "x% of the labels" does in the paper.
-        seed: the seed of that sample.
+        seed: the seed of that sample. Each subset is sampled with its own generator seeded by ``seed``, so a
+            subset's sample is the same whichever other subsets are loaded with it.
         list_file: read this list instead (either line style; relative paths are tried under ``root``). Plain
             names need exactly one subset selected.
         max_samples: keep at most this many images per subset (after ``fraction``), for smoke tests.
@@ -192,7 +191,7 @@ def load_iharmony4(
     Raises:
         FileNotFoundError: ``root`` or a list is missing, no subset folder is found, or files named in a list do
             not exist (one error giving the count and the first few missing paths).
-        ValueError: an unknown subset, a malformed list line, or a bad ``fraction``.
+        ValueError: an unknown subset, a malformed list line, a bad ``fraction`` or ``max_samples`` < 1.
     """
     import datasets
 
@@ -211,6 +210,8 @@ def load_iharmony4(
             raise ValueError(f"subset(s) {unknown} not found under {str(root)!r}; available: {available}")
     if fraction is not None and not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1, got {max_samples}")
 
     entries = _collect_entries(root, subsets, split, list_file)
     indexes = {
@@ -221,13 +222,13 @@ def load_iharmony4(
         )
         for s in subsets
     }
-    rng = np.random.default_rng(seed)
     columns: dict[str, list[str]] = {"composite": [], "mask": [], "real": [], "subset": [], "name": []}
     missing: list[str] = []
     for subset in subsets:
         subset_entries = [e for e in entries if e[0] == subset]
         composites, masks, reals = indexes[subset]
-        for i in _subsample(list(range(len(subset_entries))), fraction, max_samples, rng):
+        sample = _subsample(list(range(len(subset_entries))), fraction, max_samples, np.random.default_rng(seed))
+        for i in sample:
             name = subset_entries[i][1]
             real_stem, mask_stem = split_composite_name(name)
             found = (composites.resolve(name), masks.resolve(mask_stem, ".png"), reals.resolve(real_stem, ".jpg"))
