@@ -44,7 +44,8 @@ class SwinIHConfig(HarmonizationConfig):
             self-attention instead of windows. 0 gives SwinIH-Local.
         stage_resolution_factors (`list[int]`, *optional*): per stage, how much coarser its token grid is than
             the patch grid (powers of 2). Defaults to all ones (SwinIH). Going coarser uses patch merging,
-            going finer uses patch splitting; the head always returns to the patch grid first.
+            going finer uses patch splitting. The head maps each token of the last stage straight to its
+            (patch_size x that stage's factor)^2 pixels (32 x 32 for `swin-t`).
         mlp_ratio (`float`, defaults to 4.0): MLP hidden width / token width.
         qkv_bias (`bool`, defaults to `True`): bias in the fused query/key/value projection.
         hidden_act (`str`, defaults to `"gelu"`): MLP activation.

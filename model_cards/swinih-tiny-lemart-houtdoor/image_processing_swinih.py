@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
@@ -30,19 +33,25 @@ def load_image(path: str | os.PathLike) -> Image.Image:
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
-    """PIL image -> float32 array (H, W, C) in [0, 1]; 16-bit and float modes scaled by their own range."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        scale = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
-        return (array / scale).astype(np.float32)[..., None]
-    if image.mode == "F":
-        return np.asarray(image, dtype=np.float32)[..., None]
-    if image.mode == "1":
-        return np.asarray(image, dtype=np.float32)[..., None]
-    if image.mode not in ("RGB", "L"):
+    """PIL image -> numpy array (H, W[, C]) in its own type: uint8, uint16 (16-bit modes), float32 ("F"), bool ("1").
+
+    Pillow reads 16-bit grayscale files as mode "I;16" or "I" (32-bit integers); "I" is taken as 16-bit and must hold
+    values in [0, 65535]. 16-bit RGB files cannot be read at full precision through Pillow (it opens them as 8-bit
+    "RGB"); pass such an image as a uint16 numpy array instead.
+    """
+    if image.mode.startswith("I;16"):
+        return np.asarray(image).astype(np.uint16)
+    if image.mode == "I":
+        array = np.asarray(image)
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise ValueError(
+                f"a mode 'I' image is read as 16-bit, but its values are in [{array.min()}, {array.max()}]; "
+                "pass a float array in [0, 1] instead"
+            )
+        return array.astype(np.uint16)
+    if image.mode not in ("F", "1", "L", "RGB"):
         image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    return array if array.ndim == 3 else array[..., None]
+    return np.array(image)  # a writable copy (torch.from_numpy warns about read-only arrays)
 
 
 def _array_to_channels_first(array: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
@@ -68,6 +77,8 @@ def _array_to_channels_first(array: np.ndarray | torch.Tensor, name: str) -> tor
     if not tensor.is_floating_point():
         raise ValueError(f"{name} has unsupported dtype {array.dtype}; use uint8, uint16, bool or float in [0, 1]")
     tensor = tensor.float()
+    if tensor.isnan().any():
+        raise ValueError(f"{name} contains NaN values")
     if tensor.numel() and (tensor.min() < -1e-3 or tensor.max() > 1 + 1e-3):
         raise ValueError(
             f"{name} is float with values in [{tensor.min():.3g}, {tensor.max():.3g}]; float inputs must be in [0, 1]"
@@ -78,13 +89,14 @@ def _array_to_channels_first(array: np.ndarray | torch.Tensor, name: str) -> tor
 def to_tensor(image, name: str = "image") -> torch.Tensor:
     """Any supported image-like input -> float32 tensor (C, H, W) in [0, 1], C in {1, 3, 4}, on the CPU.
 
-    Accepts a path, a PIL image (any mode, 16-bit included, EXIF orientation applied for paths), a numpy array
-    (H, W), (H, W, C) or a torch tensor (C, H, W), (H, W); uint8 / uint16 / bool / float in [0, 1].
+    Accepts a path, a PIL image (any mode, 16-bit grayscale included, EXIF orientation applied for paths), a numpy
+    array (H, W), (H, W, C) or a torch tensor (C, H, W), (H, W); uint8 / uint16 / bool / float in [0, 1] (a float
+    PIL image, mode "F", too).
     """
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
     if isinstance(image, Image.Image):
-        tensor = torch.from_numpy(_pil_to_array(image)).permute(2, 0, 1)
+        tensor = _array_to_channels_first(_pil_to_array(image), name)
     elif isinstance(image, (np.ndarray, torch.Tensor)):
         tensor = _array_to_channels_first(image, name)
     else:
@@ -103,11 +115,30 @@ def to_rgb(image) -> torch.Tensor:
 
 
 def to_mask(mask) -> torch.Tensor:
-    """Mask-like -> (1, H, W) in [0, 1] (soft values kept); an RGB mask is averaged over its channels."""
+    """Mask-like -> (1, H, W) in [0, 1] (soft values kept).
+
+    An RGB mask is averaged over its channels. An RGBA mask is its alpha channel where that has any transparency (a
+    cut-out: opaque on the object), else the average of its RGB channels.
+    """
     tensor = to_tensor(mask, "mask")
     if tensor.shape[0] == 4:
-        tensor = tensor[:3]
+        tensor = tensor[3:] if bool((tensor[3] < 1).any()) else tensor[:3]
     return tensor.mean(dim=0, keepdim=True)
+
+
+def size_dict(size) -> dict[str, int]:
+    """A working size given as an int (square), (height, width) or {"height", "width"} -> {"height", "width"}."""
+    if isinstance(size, int):
+        height = width = size
+    elif isinstance(size, dict) and set(size) == {"height", "width"}:
+        height, width = size["height"], size["width"]
+    elif isinstance(size, (tuple, list)) and len(size) == 2:
+        height, width = size
+    else:
+        raise ValueError(f"size must be an int, (height, width) or {{'height': h, 'width': w}}, got {size!r}")
+    if int(height) < 1 or int(width) < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return {"height": int(height), "width": int(width)}
 
 
 def resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -125,7 +156,8 @@ class SwinIHImageProcessor(BaseImageProcessor):
     Args:
         do_resize (`bool`, defaults to `True`): resize every pair to `size`; otherwise keep each image's size
             (then a batch must share one size).
-        size (`dict`, defaults to `{"height": 256, "width": 256}`): the model's working size.
+        size (`dict`, defaults to `{"height": 256, "width": 256}`): the model's working size; an int (square) or
+            (height, width) is accepted too.
     """
 
     model_input_names = ["pixel_values"]
@@ -133,7 +165,7 @@ class SwinIHImageProcessor(BaseImageProcessor):
     def __init__(self, do_resize: bool = True, size: dict[str, int] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.do_resize = do_resize
-        self.size = dict(size) if size is not None else {"height": 256, "width": 256}
+        self.size = size_dict(size) if size is not None else {"height": 256, "width": 256}
 
     def __call__(self, images, masks=None, **kwargs) -> BatchFeature:
         return self.preprocess(images, masks, **kwargs)
@@ -150,7 +182,8 @@ class SwinIHImageProcessor(BaseImageProcessor):
         """
         Args:
             images: one image or a list (paths, PIL, numpy (H, W[, C]), torch (C, H, W)); RGB, RGBA or grayscale.
-            masks: one mask per image, same size as its image; bool / uint8 / float, 1 or 3 channels.
+            masks: one mask per image, same size as its image; bool / uint8 / uint16 / float, 1, 3 or 4 channels
+                (see `to_mask`).
         Returns:
             `BatchFeature` with `pixel_values` (B, 4, H, W) float32 and `original_sizes` (B, 2) int64 (height, width).
         Raises:
@@ -161,8 +194,10 @@ class SwinIHImageProcessor(BaseImageProcessor):
             raise ValueError("a mask is required for every image (1 = the region to harmonize)")
         if return_tensors not in (None, "pt"):
             raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
+        if kwargs:
+            logger.warning(f"SwinIHImageProcessor ignores these arguments: {sorted(kwargs)}")
         do_resize = self.do_resize if do_resize is None else do_resize
-        size = self.size if size is None else size
+        size = self.size if size is None else size_dict(size)
         images = list(images) if _is_batch(images) else [images]
         masks = list(masks) if _is_batch(masks) else [masks]
         if len(images) != len(masks):
@@ -218,8 +253,10 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def _is_batch(value) -> bool:
-    return isinstance(value, (list, tuple)) or (isinstance(value, torch.Tensor) and value.ndim == 4) or (
-        isinstance(value, np.ndarray) and value.ndim == 4
+    return (
+        isinstance(value, (list, tuple))
+        or (isinstance(value, torch.Tensor) and value.ndim == 4)
+        or (isinstance(value, np.ndarray) and value.ndim == 4)
     )
 
 

@@ -143,6 +143,22 @@ class HarmonizationModelMixin:
     (`configuration_harmonization.HarmonizationConfig`).
     """
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; a folder saved with its code (remote code) also maps `AutoModel`.
+
+        transformers records only the saved class's own Auto class in `config.auto_map`. The backbone
+        (`self.base_model`: `SwinIHModel` for SwinIH, the model itself for the others) lives in the same file, so
+        the entry makes `AutoModel.from_pretrained(folder, trust_remote_code=True)` work where lemart_hf is absent.
+        """
+        backbone = type(self.base_model)
+        if self._auto_class is not None and backbone.__module__ == type(self).__module__:
+            module = backbone.__module__.rsplit(".", 1)[-1]
+            self.config.auto_map = {
+                **(getattr(self.config, "auto_map", None) or {}),
+                "AutoModel": f"{module}.{backbone.__name__}",
+            }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -166,6 +182,9 @@ class HarmonizationModelMixin:
             `HarmonizationOutput` (or a tuple without the Nones when `return_dict=False`).
         """
         config = self.config
+        if not pixel_values.is_floating_point():
+            raise ValueError(f"pixel_values must be a float tensor with values in [0, 1], got {pixel_values.dtype}")
+        pixel_values = pixel_values.to(self.dtype)  # e.g. float32 inputs to a bfloat16 model, as the pipeline does
         return_dict = return_dict if return_dict is not None else config.return_dict
         output_attentions = output_attentions if output_attentions is not None else config.output_attentions
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states

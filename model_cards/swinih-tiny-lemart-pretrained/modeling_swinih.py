@@ -418,6 +418,13 @@ class SwinIHPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = False
     _supports_flex_attn = False
 
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        """`set_attn_implementation("eager" | "sdpa")` works at any time: every attention layer reads
+        `config._attn_implementation` on each call. (transformers decides this from the module source, looking for
+        its AttentionInterface, which windowed attention with a relative position bias does not use.)"""
+        return True
+
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, (nn.Linear, nn.Conv2d)):
