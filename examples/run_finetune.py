@@ -49,8 +49,8 @@ from lemart_hf.training import (
     CheckpointManager,
     HarmonizationTrainingPairs,
     NonFiniteLossError,
+    StopRequest,
     Throughput,
-    TimeBudget,
     TrainingState,
     add_checkpointing_arguments,
     add_hub_arguments,
@@ -334,88 +334,92 @@ def main(argv: list[str] | None = None) -> dict:
         unit="step",
         disable=not accelerator.is_local_main_process,
     )
-    budget, throughput = TimeBudget(args.time_budget_minutes), Throughput()
+    stop, throughput = StopRequest(args.time_budget_minutes), Throughput()
     last_good = dataclasses.replace(state)
     step_loss, step_batches, stop_reason = 0.0, 0, None
     train_start, images_at_start = time.perf_counter(), state.images_seen
     model.train()
-    try:
-        while state.global_step < max_train_steps and stop_reason is None:
-            train_dataloader.set_epoch(state.epoch)
-            batches = train_dataloader
-            if state.batches_in_epoch:
-                batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
-            for batch in batches:
-                seed_for_step(args.seed, state.micro_step, accelerator.process_index)  # stochastic depth
-                with accelerator.accumulate(model):
-                    loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
-                    losses, non_finite, over_budget = stop_signals(accelerator, loss, budget.exceeded())
-                    if non_finite:
-                        shown = losses.tolist() if num_processes > 1 else float(losses[0])
-                        raise NonFiniteLossError(
-                            f"the loss is {shown} at step {state.global_step + 1} "
-                            f"(epoch {state.epoch}, batch {state.batches_in_epoch + 1})"
+    with stop:
+        try:
+            while state.global_step < max_train_steps and stop_reason is None:
+                train_dataloader.set_epoch(state.epoch)
+                batches = train_dataloader
+                if state.batches_in_epoch:
+                    batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
+                for batch in batches:
+                    seed_for_step(args.seed, state.micro_step, accelerator.process_index)  # stochastic depth
+                    with accelerator.accumulate(model):
+                        loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
+                        losses, non_finite, stop_requested = stop_signals(accelerator, loss, stop.requested())
+                        if non_finite:
+                            shown = losses.tolist() if num_processes > 1 else float(losses[0])
+                            raise NonFiniteLossError(
+                                f"the loss is {shown} at step {state.global_step + 1} "
+                                f"(epoch {state.epoch}, batch {state.batches_in_epoch + 1})"
+                            )
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients and args.max_grad_norm > 0:
+                            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                        optimizer.step()
+                        lr_scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    state.micro_step += 1
+                    state.batches_in_epoch += 1
+                    state.images_seen += batch["pixel_values"].shape[0] * num_processes
+                    throughput.add(batch["pixel_values"].shape[0] * num_processes)
+                    step_loss += float(losses.mean())
+                    step_batches += 1
+                    if not accelerator.sync_gradients:
+                        continue
+
+                    state.global_step += 1
+                    progress.update(1)
+                    progress.set_postfix(
+                        loss=f"{step_loss / step_batches:.4g}", lr=f"{lr_scheduler.get_last_lr()[0]:.3g}"
+                    )
+                    if state.global_step % args.logging_steps == 0 or state.global_step == max_train_steps:
+                        accelerator.log(
+                            {
+                                "train/loss": step_loss / step_batches,
+                                "train/lr": lr_scheduler.get_last_lr()[0],
+                                "train/epoch": state.epoch,
+                                "train/images_per_second": throughput.rate(),
+                            },
+                            step=state.global_step,
                         )
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and args.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                    optimizer.step()
-                    lr_scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                state.micro_step += 1
-                state.batches_in_epoch += 1
-                state.images_seen += batch["pixel_values"].shape[0] * num_processes
-                throughput.add(batch["pixel_values"].shape[0] * num_processes)
-                step_loss += float(losses.mean())
-                step_batches += 1
-                if not accelerator.sync_gradients:
-                    continue
+                    step_loss, step_batches = 0.0, 0
+                    last_good = dataclasses.replace(state)
 
-                state.global_step += 1
-                progress.update(1)
-                progress.set_postfix(loss=f"{step_loss / step_batches:.4g}", lr=f"{lr_scheduler.get_last_lr()[0]:.3g}")
-                if state.global_step % args.logging_steps == 0 or state.global_step == max_train_steps:
-                    accelerator.log(
-                        {
-                            "train/loss": step_loss / step_batches,
-                            "train/lr": lr_scheduler.get_last_lr()[0],
-                            "train/epoch": state.epoch,
-                            "train/images_per_second": throughput.rate(),
-                        },
-                        step=state.global_step,
-                    )
-                step_loss, step_batches = 0.0, 0
-                last_good = dataclasses.replace(state)
-
-                if over_budget:
-                    stop_reason = f"time budget of {args.time_budget_minutes:g} minutes reached"
-                if state.global_step % args.checkpointing_steps == 0 or stop_reason:
-                    logger.info(f"saved {checkpoints.save(accelerator, state)}")
-                if validation_rows is not None and state.global_step % args.validation_steps == 0:
-                    results, _ = evaluate(validation_rows, "validation", state.global_step)
-                    last_validation = {**results.all, "step": state.global_step}
-                    accelerator.log(
-                        {f"val/{k}": results.all[k] for k in ("mse", "psnr", "fmse", "fpsnr")}, step=state.global_step
-                    )
-                    logger.info(
-                        f"step {state.global_step}: test-subset PSNR {results.all['psnr']:.2f} dB, fPSNR {results.all['fpsnr']:.2f} dB"
-                    )
-                if stop_reason or state.global_step >= max_train_steps:
-                    break
-            else:
-                state.epoch += 1
-                state.batches_in_epoch = 0
-    except NonFiniteLossError as error:
-        progress.close()
-        saved = checkpoints.output_dir / f"checkpoint-{last_good.global_step}"
-        if not saved.is_dir():
-            saved = checkpoints.save(accelerator, last_good)
-        accelerator.end_training()
-        raise SystemExit(
-            f"run_finetune.py: error: stopping, {error}. The model, optimizer and data position after the last good "
-            f"step ({last_good.global_step}) are in {saved}. Lower --learning_rate, keep --max_grad_norm on, or use "
-            f"--mixed_precision no / bf16 instead of fp16; then resume with --resume_from_checkpoint {saved}."
-        ) from None
+                    if stop_requested:
+                        stop_reason = stop.reason()
+                    if state.global_step % args.checkpointing_steps == 0 or stop_reason:
+                        logger.info(f"saved {checkpoints.save(accelerator, state)}")
+                    if validation_rows is not None and state.global_step % args.validation_steps == 0:
+                        results, _ = evaluate(validation_rows, "validation", state.global_step)
+                        last_validation = {**results.all, "step": state.global_step}
+                        accelerator.log(
+                            {f"val/{k}": results.all[k] for k in ("mse", "psnr", "fmse", "fpsnr")},
+                            step=state.global_step,
+                        )
+                        logger.info(
+                            f"step {state.global_step}: test-subset PSNR {results.all['psnr']:.2f} dB, fPSNR {results.all['fpsnr']:.2f} dB"
+                        )
+                    if stop_reason or state.global_step >= max_train_steps:
+                        break
+                else:
+                    state.epoch += 1
+                    state.batches_in_epoch = 0
+        except NonFiniteLossError as error:
+            progress.close()
+            saved = checkpoints.output_dir / f"checkpoint-{last_good.global_step}"
+            if not saved.is_dir():
+                saved = checkpoints.save(accelerator, last_good)
+            accelerator.end_training()
+            raise SystemExit(
+                f"run_finetune.py: error: stopping, {error}. The model, optimizer and data position after the last good "
+                f"step ({last_good.global_step}) are in {saved}. Lower --learning_rate, keep --max_grad_norm on, or use "
+                f"--mixed_precision no / bf16 instead of fp16; then resume with --resume_from_checkpoint {saved}."
+            ) from None
     progress.close()
     train_seconds = time.perf_counter() - train_start
 

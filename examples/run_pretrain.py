@@ -55,8 +55,8 @@ from lemart_hf.training import (
     CardMetric,
     CheckpointManager,
     NonFiniteLossError,
+    StopRequest,
     Throughput,
-    TimeBudget,
     TrainingState,
     add_checkpointing_arguments,
     add_hub_arguments,
@@ -456,106 +456,109 @@ def main(argv: list[str] | None = None) -> dict:
         unit="step",
         disable=not accelerator.is_local_main_process,
     )
-    budget, throughput = TimeBudget(args.time_budget_minutes), Throughput()
+    stop, throughput = StopRequest(args.time_budget_minutes), Throughput()
     last_good = dataclasses.replace(state)
     step_loss, step_batches, stop_reason = 0.0, 0, None
     timings, steps_since_log = {"data": 0.0, "composite": 0.0, "step": 0.0}, 0
     train_start = time.perf_counter()
     images_at_start = state.images_seen
     model.train()
-    try:
-        while state.global_step < max_train_steps and stop_reason is None:
-            train_dataloader.set_epoch(state.epoch)
-            batches = train_dataloader
-            if state.batches_in_epoch:
-                batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
-            tick = time.perf_counter()
-            for batch in batches:
-                timings["data"] += time.perf_counter() - tick
+    with stop:
+        try:
+            while state.global_step < max_train_steps and stop_reason is None:
+                train_dataloader.set_epoch(state.epoch)
+                batches = train_dataloader
+                if state.batches_in_epoch:
+                    batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
                 tick = time.perf_counter()
-                # LEMaRT composites, new every epoch; their generator depends only on (seed, batch number).
-                images = batch["pixel_values"].to(composite_device, non_blocking=True).float().div_(255)
-                stream = state.micro_step * num_processes + accelerator.process_index
-                with torch.no_grad():
-                    composed = composer(
-                        images, generator=generator_for_step(args.seed, stream, device=composite_device)
-                    )
-                pixel_values = composed["pixel_values"].to(accelerator.device, non_blocking=True)
-                labels = composed["labels"].to(accelerator.device, non_blocking=True)
-                timings["composite"] += time.perf_counter() - tick
-                tick = time.perf_counter()
-
-                seed_for_step(args.seed, state.micro_step, accelerator.process_index)  # stochastic depth
-                with accelerator.accumulate(model):
-                    loss = model(pixel_values=pixel_values, labels=labels).loss
-                    losses, non_finite, over_budget = stop_signals(accelerator, loss, budget.exceeded())
-                    if non_finite:
-                        shown = losses.tolist() if num_processes > 1 else float(losses[0])
-                        raise NonFiniteLossError(
-                            f"the loss is {shown} at step {state.global_step + 1} "
-                            f"(epoch {state.epoch}, batch {state.batches_in_epoch + 1})"
-                        )
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and args.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                    optimizer.step()
-                    lr_scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                state.micro_step += 1
-                state.batches_in_epoch += 1
-                state.images_seen += images.shape[0] * num_processes
-                throughput.add(images.shape[0] * num_processes)
-                step_loss += float(losses.mean())
-                step_batches += 1
-                timings["step"] += time.perf_counter() - tick
-                if not accelerator.sync_gradients:
+                for batch in batches:
+                    timings["data"] += time.perf_counter() - tick
                     tick = time.perf_counter()
-                    continue
+                    # LEMaRT composites, new every epoch; their generator depends only on (seed, batch number).
+                    images = batch["pixel_values"].to(composite_device, non_blocking=True).float().div_(255)
+                    stream = state.micro_step * num_processes + accelerator.process_index
+                    with torch.no_grad():
+                        composed = composer(
+                            images, generator=generator_for_step(args.seed, stream, device=composite_device)
+                        )
+                    pixel_values = composed["pixel_values"].to(accelerator.device, non_blocking=True)
+                    labels = composed["labels"].to(accelerator.device, non_blocking=True)
+                    timings["composite"] += time.perf_counter() - tick
+                    tick = time.perf_counter()
 
-                state.global_step += 1
-                progress.update(1)
-                progress.set_postfix(loss=f"{step_loss / step_batches:.4g}", lr=f"{lr_scheduler.get_last_lr()[0]:.3g}")
-                steps_since_log += 1
-                if state.global_step % args.logging_steps == 0 or state.global_step == max_train_steps:
-                    steps = steps_since_log
-                    accelerator.log(
-                        {
-                            "train/loss": step_loss / step_batches,
-                            "train/lr": lr_scheduler.get_last_lr()[0],
-                            "train/epoch": state.epoch,
-                            "train/images_per_second": throughput.rate(),
-                            **{f"perf/{k}_seconds_per_step": v / steps for k, v in timings.items()},
-                        },
-                        step=state.global_step,
+                    seed_for_step(args.seed, state.micro_step, accelerator.process_index)  # stochastic depth
+                    with accelerator.accumulate(model):
+                        loss = model(pixel_values=pixel_values, labels=labels).loss
+                        losses, non_finite, stop_requested = stop_signals(accelerator, loss, stop.requested())
+                        if non_finite:
+                            shown = losses.tolist() if num_processes > 1 else float(losses[0])
+                            raise NonFiniteLossError(
+                                f"the loss is {shown} at step {state.global_step + 1} "
+                                f"(epoch {state.epoch}, batch {state.batches_in_epoch + 1})"
+                            )
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients and args.max_grad_norm > 0:
+                            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                        optimizer.step()
+                        lr_scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    state.micro_step += 1
+                    state.batches_in_epoch += 1
+                    state.images_seen += images.shape[0] * num_processes
+                    throughput.add(images.shape[0] * num_processes)
+                    step_loss += float(losses.mean())
+                    step_batches += 1
+                    timings["step"] += time.perf_counter() - tick
+                    if not accelerator.sync_gradients:
+                        tick = time.perf_counter()
+                        continue
+
+                    state.global_step += 1
+                    progress.update(1)
+                    progress.set_postfix(
+                        loss=f"{step_loss / step_batches:.4g}", lr=f"{lr_scheduler.get_last_lr()[0]:.3g}"
                     )
-                    timings, steps_since_log = dict.fromkeys(timings, 0.0), 0
-                step_loss, step_batches = 0.0, 0
-                last_good = dataclasses.replace(state)
+                    steps_since_log += 1
+                    if state.global_step % args.logging_steps == 0 or state.global_step == max_train_steps:
+                        steps = steps_since_log
+                        accelerator.log(
+                            {
+                                "train/loss": step_loss / step_batches,
+                                "train/lr": lr_scheduler.get_last_lr()[0],
+                                "train/epoch": state.epoch,
+                                "train/images_per_second": throughput.rate(),
+                                **{f"perf/{k}_seconds_per_step": v / steps for k, v in timings.items()},
+                            },
+                            step=state.global_step,
+                        )
+                        timings, steps_since_log = dict.fromkeys(timings, 0.0), 0
+                    step_loss, step_batches = 0.0, 0
+                    last_good = dataclasses.replace(state)
 
-                if over_budget:
-                    stop_reason = f"time budget of {args.time_budget_minutes:g} minutes reached"
-                if state.global_step % args.checkpointing_steps == 0 or stop_reason:
-                    path = checkpoints.save(accelerator, state)
-                    logger.info(f"saved {path}")
-                if args.validation_steps and state.global_step % args.validation_steps == 0:
-                    run_validation(state.global_step)
-                if stop_reason or state.global_step >= max_train_steps:
-                    break
-                tick = time.perf_counter()
-            else:
-                state.epoch += 1
-                state.batches_in_epoch = 0
-    except NonFiniteLossError as error:
-        progress.close()
-        saved = checkpoints.output_dir / f"checkpoint-{last_good.global_step}"
-        if not saved.is_dir():
-            saved = checkpoints.save(accelerator, last_good)
-        accelerator.end_training()
-        raise SystemExit(
-            f"run_pretrain.py: error: stopping, {error}. The model, optimizer and data position after the last "
-            f"good step ({last_good.global_step}) are in {saved}. Lower --learning_rate, keep --max_grad_norm on, or "
-            f"use --mixed_precision no / bf16 instead of fp16; then resume with --resume_from_checkpoint {saved}."
-        ) from None
+                    if stop_requested:
+                        stop_reason = stop.reason()
+                    if state.global_step % args.checkpointing_steps == 0 or stop_reason:
+                        path = checkpoints.save(accelerator, state)
+                        logger.info(f"saved {path}")
+                    if args.validation_steps and state.global_step % args.validation_steps == 0:
+                        run_validation(state.global_step)
+                    if stop_reason or state.global_step >= max_train_steps:
+                        break
+                    tick = time.perf_counter()
+                else:
+                    state.epoch += 1
+                    state.batches_in_epoch = 0
+        except NonFiniteLossError as error:
+            progress.close()
+            saved = checkpoints.output_dir / f"checkpoint-{last_good.global_step}"
+            if not saved.is_dir():
+                saved = checkpoints.save(accelerator, last_good)
+            accelerator.end_training()
+            raise SystemExit(
+                f"run_pretrain.py: error: stopping, {error}. The model, optimizer and data position after the last "
+                f"good step ({last_good.global_step}) are in {saved}. Lower --learning_rate, keep --max_grad_norm on, or "
+                f"use --mixed_precision no / bf16 instead of fp16; then resume with --resume_from_checkpoint {saved}."
+            ) from None
     progress.close()
     train_seconds = time.perf_counter() - train_start
 

@@ -27,7 +27,9 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -149,7 +151,8 @@ def add_training_arguments(
         type=float,
         default=None,
         help="Stop cleanly after this many minutes of training in this invocation (set-up excluded): a checkpoint "
-        "and the final model are saved. The schedule still follows --max_train_steps.",
+        "and the final model are saved. The schedule still follows --max_train_steps. A first SIGTERM or Ctrl-C "
+        "stops the same way.",
     )
 
 
@@ -649,18 +652,65 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the step and what was saved."""
 
 
-class TimeBudget:
-    """Wall-clock budget of this invocation, in minutes (None: unlimited)."""
+class StopRequest:
+    """Why a training loop should stop early, cleanly: its wall-clock budget, or a SIGTERM / SIGINT.
+
+    Args:
+        minutes: the budget of this invocation (None: unlimited).
+
+    Inside ``with StopRequest(minutes) as stop:`` the first SIGTERM (what job schedulers such as SLURM send before
+    they kill a job) or SIGINT (Ctrl-C) is recorded instead of ending the process: the loop finishes its step,
+    saves a checkpoint and the final model, as when the budget runs out. A second signal acts as usual (the previous
+    handler is back). Handlers are only installed in the main thread (Python allows no others).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self, minutes: float | None):
-        self.seconds = None if minutes is None else minutes * 60.0
+        self.minutes = minutes
         self.start = time.monotonic()
+        self.signal_name: str | None = None
+        self._previous_handlers: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous_handlers[signum] = signal.signal(signum, self._record)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+
+    def _record(self, signum: int, frame) -> None:
+        self.signal_name = signal.Signals(signum).name
+        signal.signal(signum, self._previous_handlers.get(signum, signal.SIG_DFL))
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
-    def exceeded(self) -> bool:
-        return self.seconds is not None and self.elapsed() >= self.seconds
+    def requested(self) -> bool:
+        return self.signal_name is not None or (self.minutes is not None and self.elapsed() >= self.minutes * 60)
+
+    def reason(self) -> str:
+        """For logs and train_results.json; a process can stop because another one was asked to."""
+        if self.signal_name is not None:
+            return f"{self.signal_name} received"
+        if self.requested():
+            return f"time budget of {self.minutes:g} minutes reached"
+        return "another process was asked to stop"
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers leave SIGTERM / SIGINT to the main process (see `StopRequest`).
+
+    A Ctrl-C or a scheduler's SIGTERM reaches every process of the job; workers that died of it would take the
+    next batch with them before the main process could finish its step and save. They still exit when the main
+    process does (PyTorch's workers watch their parent).
+    """
+    for signum in StopRequest.SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 class Throughput:
@@ -680,13 +730,13 @@ class Throughput:
         return rate
 
 
-def stop_signals(accelerator, loss: torch.Tensor, over_budget: bool) -> tuple[torch.Tensor, bool, bool]:
-    """One gather per micro-batch: every process's loss and budget flag.
+def stop_signals(accelerator, loss: torch.Tensor, stop_requested: bool) -> tuple[torch.Tensor, bool, bool]:
+    """One gather per micro-batch: every process's loss and whether it was asked to stop (`StopRequest`).
 
-    Returns (losses (num_processes,), any loss non-finite, any process over budget), the same on every process,
+    Returns (losses (num_processes,), any loss non-finite, any process asked to stop), the same on every process,
     so all of them stop at the same step.
     """
-    local = torch.stack([loss.detach().float().reshape(()), torch.tensor(float(over_budget), device=loss.device)])
+    local = torch.stack([loss.detach().float().reshape(()), torch.tensor(float(stop_requested), device=loss.device)])
     gathered = accelerator.gather(local[None]).reshape(-1, 2)
     losses = gathered[:, 0]
     return losses, not bool(torch.isfinite(losses).all()), bool(gathered[:, 1].any())
@@ -697,7 +747,7 @@ def dataloader_kwargs(args: argparse.Namespace, *, pin_memory: bool, persistent:
     workers = args.dataloader_num_workers
     kwargs = {"num_workers": workers, "pin_memory": pin_memory}
     if workers > 0:
-        kwargs.update(persistent_workers=persistent, prefetch_factor=4)
+        kwargs.update(persistent_workers=persistent, prefetch_factor=4, worker_init_fn=ignore_stop_signals)
     return kwargs
 
 
@@ -1014,7 +1064,7 @@ __all__ = [
     "HarmonizationTrainingPairs",
     "NonFiniteLossError",
     "Throughput",
-    "TimeBudget",
+    "StopRequest",
     "TrainingState",
     "add_checkpointing_arguments",
     "add_hub_arguments",

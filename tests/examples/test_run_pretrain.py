@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -192,6 +194,44 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(
     assert not different, f"resumed from step {killed_at}: {len(different)} tensors differ, e.g. {different[:3]}"
     assert not list(interrupted.glob("checkpoint-*.tmp"))
     assert summary["global_step"] == 12 and summary["images_seen"] == 12 * 2 * 2
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_the_model(
+    tmp_path, tiny_config, photo_folder, example_env, run_in_process
+):
+    """What a scheduler's pre-emption does: SIGTERM to the script and its data worker; the run saves and exits 0."""
+    output_dir = tmp_path / "preempted"
+
+    def args(max_train_steps: int) -> list[str]:
+        return common_args(tiny_config, output_dir) + [
+            "--train_dir", str(photo_folder), "--max_train_steps", str(max_train_steps), "--checkpointing_steps", "2",
+            "--validation_steps", "0", "--num_validation_composites", "2", "--dataloader_num_workers", "1",
+            "--report_to", "none",
+        ]  # fmt: skip
+
+    command = [sys.executable, str(EXAMPLES / "run_pretrain.py"), *args(10000)]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=example_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (output_dir / "checkpoint-2" / "training_state.json").is_file():
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint-2 within 4 minutes"
+            time.sleep(0.01)
+        os.killpg(process.pid, signal.SIGTERM)  # the whole process group, as schedulers and Ctrl-C do
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr.decode()[-3000:]
+    summary = json.loads((output_dir / "train_results.json").read_text())
+    assert summary["stopped_early"] == "SIGTERM received"
+    stopped_at = summary["global_step"]
+    assert 2 <= stopped_at < 10000 and (output_dir / f"checkpoint-{stopped_at}" / "training_state.json").is_file()
+    assert (output_dir / "model.safetensors").is_file()
+    resumed = run_in_process("run_pretrain.py", args(stopped_at + 1) + ["--resume_from_checkpoint", "latest"])
+    assert resumed["global_step"] == stopped_at + 1
 
 
 def test_nan_loss_stops_with_a_clear_message_after_saving(tmp_path, tiny_config, photo_folder, run_in_process):
