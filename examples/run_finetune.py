@@ -112,6 +112,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Fraction of each subset's training pairs to use, e.g. 0.1 or 10%% (a seeded sample; label efficiency).",
     )
     data.add_argument(
+        "--train_fraction_seed",
+        type=int,
+        default=None,
+        help="Seed of that sample (default: --seed). Fix it to vary --seed (initialisation, crops, order) over the "
+        "same labels, or vary it alone to measure how much the choice of labels matters.",
+    )
+    data.add_argument(
         "--max_train_samples", type=int, default=None, help="At most this many training pairs per subset."
     )
     data.add_argument(
@@ -200,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
             subsets,
             "train",
             fraction=args.train_fraction,
-            seed=args.seed,
+            seed=args.seed if args.train_fraction_seed is None else args.train_fraction_seed,
             max_samples=args.max_train_samples,
         )
         test_rows = (
@@ -264,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
         "resolution": args.resolution,
         "max_train_steps": max_train_steps,
         "train_fraction": args.train_fraction,
+        "train_fraction_seed": args.train_fraction_seed,
         "train_pairs": len(train_dataset),
         "subsets": list(subsets),
     }
@@ -517,7 +525,7 @@ def finetune_card(args, summary, results, subsets, learning_rate, max_train_step
         results_md += results.to_markdown()
     recipe = {
         "initialisation": args.model_name_or_path or f"random ({args.model_config})",
-        "data": f"{args.data_dir}: {', '.join(subsets)}, train fraction {args.train_fraction:g} (seed {args.seed})",
+        "data": f"{args.data_dir}: {', '.join(subsets)}, train fraction {args.train_fraction:g} (seed {args.seed if args.train_fraction_seed is None else args.train_fraction_seed})",
         "loss": args.loss_type,
         "resolution": args.resolution,
         "augmentation": f"random resized crop scale {tuple(args.crop_scale)}, hflip {not args.no_hflip}",
