@@ -12,7 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from lemart_hf.data.photos import EpochShuffleSampler, PhotoDataset, collate_photos, list_images, load_crop
+from lemart_hf.data.photos import (
+    EpochShuffleSampler,
+    PhotoDataset,
+    StreamingPhotos,
+    collate_photos,
+    list_images,
+    load_crop,
+)
 from lemart_hf.lemart import SkippedImageWarning
 from lemart_hf.training import (
     TRAINING_STATE_FILE,
@@ -184,6 +191,38 @@ def test_photo_dataset_reads_a_datasets_image_column(tmp_path):
     assert torch.equal(from_table[3]["pixel_values"], from_paths[3]["pixel_values"])
     with pytest.raises(ValueError, match="image column"):
         PhotoDataset(table, 16, image_column="image")
+
+
+def _truncated_jpeg(path: Path) -> Path:
+    _photo(path.with_suffix(".full.jpg"), size=(64, 64))
+    data = path.with_suffix(".full.jpg").read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    path.with_suffix(".full.jpg").unlink()
+    return path
+
+
+def test_training_photos_replace_an_unreadable_one_and_validation_names_it(tmp_path):
+    paths = [str(_photo(tmp_path / "0.png", seed=0)), str(_truncated_jpeg(tmp_path / "1.jpg"))]
+    paths.append(str(_photo(tmp_path / "2.png", seed=2)))
+    dataset = PhotoDataset(paths, 16, seed=1)
+    with pytest.warns(SkippedImageWarning, match="cannot read photo 1 .*using photo 2 instead"):
+        replaced = dataset[1]
+    assert replaced["key"] == 1 and replaced["pixel_values"].shape == (3, 16, 16)
+    with pytest.warns(SkippedImageWarning):
+        assert torch.equal(PhotoDataset(paths, 16, seed=1)[1]["pixel_values"], replaced["pixel_values"])  # seeded
+    with pytest.raises(ValueError, match="cannot read photo 1"):
+        PhotoDataset(paths, 16, train=False)[1]
+
+
+def test_streamed_photos_skip_an_unreadable_one_with_a_counted_warning(tmp_path):
+    import datasets
+
+    paths = [str(_photo(tmp_path / "0.png")), str(_truncated_jpeg(tmp_path / "1.jpg")), str(_photo(tmp_path / "2.png"))]
+    stream = datasets.Dataset.from_dict({"image": paths}).cast_column("image", datasets.Image()).to_iterable_dataset()
+    photos = StreamingPhotos(stream, 16, shuffle_buffer_size=1)
+    with pytest.warns(SkippedImageWarning, match="1 skipped so far"):
+        rows = list(photos)
+    assert len(rows) == 2 and photos.num_skipped == 1
 
 
 def test_load_crop_handles_modes_orientation_and_big_jpegs(tmp_path):

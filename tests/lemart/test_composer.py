@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -85,8 +86,9 @@ def test_dense_redraws_keep_the_first_visible_candidate(make_images):
     assert 0 in kept and "grey" in kept and {1, 2} & set(kept), kept  # every way out is exercised
 
 
+@pytest.mark.parametrize("size", [64, 52])  # 52: patches of unequal sizes
 @pytest.mark.parametrize("strategy", ["random", "grid"])
-def test_dense_composites_never_read_back_from_the_device(strategy, make_images):
+def test_dense_composites_never_read_back_from_the_device(strategy, size, make_images):
     """No nonzero / item / bool of a tensor: on a GPU the training loop then never waits for the composer."""
     reads = []
 
@@ -96,7 +98,7 @@ def test_dense_composites_never_read_back_from_the_device(strategy, make_images)
                 reads.append(func)
             return func(*args, **(kwargs or {}))
 
-    images = make_images(16)
+    images = make_images(16)[..., :size, :size]
     with ReadBacks():
         output = LEMaRTComposer(mask_strategy=strategy, dense=True)(images, _seeded(0))
     assert reads == []
@@ -134,6 +136,26 @@ def test_generator_on_device_keeps_a_matching_generator_and_derives_others_deter
         assert first.device.type == "cuda" and first.initial_seed() == second.initial_seed()
 
 
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_images_keep_their_dtype_range_and_background(dtype, dense, make_images):
+    images = make_images(8).to(dtype)
+    images[0] = 0  # black: no perturbation moves it visibly, so the towards-grey fallback runs
+    output = LEMaRTComposer(dense=dense)(images, _seeded(0))
+    composite = output["pixel_values"][:, :3]
+    assert composite.dtype == dtype and composite.min() >= 0 and composite.max() <= 1
+    background = ~output["mask"].bool().expand_as(images)
+    assert torch.equal(composite[background], images[background])
+    assert (composite[0][~background[0]] != 0).all()
+
+
+def test_tiny_images_change_every_masked_pixel():
+    images = torch.zeros(4, 3, 2, 2)  # smaller than the 4-pixel sampling stride of the visibility check
+    output = LEMaRTComposer(grid_size=2)(images, _seeded(0))
+    foreground = output["mask"].bool().expand_as(images)
+    assert (output["pixel_values"][:, :3][foreground] != 0).all()
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_any_device_and_dtype_gives_the_same_shapes_and_dtypes(device, dtype, make_images):
@@ -165,7 +187,29 @@ def test_global_rng_is_used_without_a_generator(make_images):
     assert torch.equal(LEMaRTComposer()(make_images(2))["pixel_values"], first)
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"grid_size": 0}, "grid_size must be a positive int"),
+        ({"grid_size": 8.0}, "grid_size must be a positive int"),
+        ({"max_redraws": -1}, "max_redraws must be an int >= 0"),
+        ({"perturbations": ["blur"]}, r"Unknown perturbation\(s\) \['blur'\]; the built-in ones are"),
+        ({"perturbations": "hue"}, "must be a list of names"),
+        ({"min_perturbations": 1.5}, "must be ints"),
+    ],
+)
+def test_invalid_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LEMaRTComposer(**kwargs)
+
+
 def test_invalid_inputs_raise():
+    with pytest.raises(ValueError, match="torch.Tensor"):
+        LEMaRTComposer()(np.zeros((2, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        LEMaRTComposer(dense=True)(torch.rand(0, 3, 8, 8))
+    with pytest.raises(ValueError, match="generator must be a torch.Generator"):
+        LEMaRTComposer()(torch.rand(1, 3, 8, 8), generator=0)
     with pytest.raises(ValueError, match="mask strategy"):
         LEMaRTComposer(mask_strategy="stripes")
     with pytest.raises(ValueError, match="B, 3, H, W"):

@@ -43,6 +43,14 @@ def test_patch_masks_work_when_the_size_is_not_a_multiple_of_the_grid():
     assert (mask.mean(dim=(1, 2, 3)) - 0.5).abs().max() < 0.06
 
 
+@pytest.mark.parametrize("strategy", ["random", "grid"])
+@pytest.mark.parametrize("size, grid_size, ratio", [(52, 8, 0.25), (48, 32, 0.25), (56, 16, 0.25), (4, 8, 0.5)])
+def test_patch_masks_hit_the_ratio_when_patches_differ_in_size(strategy, size, grid_size, ratio):
+    """Sizes that grid_size does not divide give patches a pixel apart in size; the count follows the area."""
+    mask = make_mask(strategy, 16, size, size, ratio, grid_size, generator=_seeded(0))
+    assert (mask.mean(dim=(1, 2, 3)) - ratio).abs().max() < 0.02
+
+
 def test_grid_mask_is_identical_across_images_and_a_checkerboard_at_half():
     mask = grid_mask(5, 64, 64, mask_ratio=0.5, grid_size=8)
     assert torch.equal(mask, mask[:1].expand_as(mask))

@@ -162,8 +162,13 @@ class PhotoDataset(torch.utils.data.Dataset):
         image_column: the image column of a `datasets.Dataset`.
 
     Indexing takes a key (any non-negative int): the photo is ``key % len(self)``, and the key seeds the crop. A
-    plain index is a valid key, so ``dataset[i]`` works as usual.
+    plain index is a valid key, so ``dataset[i]`` works as usual. In training, a photo that cannot be decoded (a
+    corrupt file in a dataset nobody verified) is replaced by the next readable one, with a `SkippedImageWarning`,
+    so the run neither stops nor loses its exact order; validation raises a `ValueError` naming it.
     """
+
+    # Training: how many following photos to try before giving up on a key.
+    MAX_REPLACEMENTS = 16
 
     def __init__(
         self,
@@ -204,21 +209,40 @@ class PhotoDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key: int) -> dict:
         key = int(key)
-        generator = keyed_generator(self.seed, key) if self.train else None
-        source = self.source(key % len(self))
-        try:
-            pixels = load_crop(source, self.resolution, scale=self.crop_scale, hflip=self.hflip, generator=generator)
-        except UNREADABLE_IMAGE_ERRORS as error:
-            where = source if isinstance(source, str) else (source.get("path") if isinstance(source, dict) else "?")
-            raise ValueError(f"cannot read photo {key % len(self)} ({where}): {error}") from error
-        return {"pixel_values": pixels, "key": key}
+        attempts = min(len(self), self.MAX_REPLACEMENTS) if self.train else 1
+        for offset in range(attempts):
+            index = (key + offset) % len(self)
+            source = self.source(index)
+            generator = keyed_generator(self.seed, key) if self.train else None
+            try:
+                pixels = load_crop(
+                    source, self.resolution, scale=self.crop_scale, hflip=self.hflip, generator=generator
+                )
+            except UNREADABLE_IMAGE_ERRORS as error:
+                message = f"cannot read photo {index} ({_where(source)}): {type(error).__name__}: {error}"
+                if offset + 1 == attempts:
+                    raise ValueError(message) from error
+                warnings.warn(
+                    f"{message}; using photo {(index + 1) % len(self)} instead", SkippedImageWarning, stacklevel=2
+                )
+                continue
+            return {"pixel_values": pixels, "key": key}
+
+
+def _where(source) -> str:
+    """A photo's path for messages, where it has one."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return (source.get("path") if isinstance(source, dict) else None) or "?"
 
 
 class StreamingPhotos(torch.utils.data.IterableDataset):
     """A streamed `datasets.IterableDataset` of photos -> ``{"pixel_values": uint8 (3, R, R), "key": int}``.
 
     Shuffled with a buffer, reshuffled per epoch (`set_epoch`). Crops are keyed by (epoch, position in the stream
-    of this worker), so they repeat run to run, but a resumed run re-reads the stream to find its place.
+    of this worker), so they repeat run to run, but a resumed run re-reads the stream to find its place. A stream
+    cannot be checked up front: photos that cannot be decoded are skipped, each with a `SkippedImageWarning` that
+    counts them (``num_skipped``, per worker).
     """
 
     def __init__(
@@ -249,6 +273,7 @@ class StreamingPhotos(torch.utils.data.IterableDataset):
         self.hflip = hflip
         self.image_column = image_column
         self.epoch = 0
+        self.num_skipped = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -259,16 +284,25 @@ class StreamingPhotos(torch.utils.data.IterableDataset):
         worker = 0 if info is None else info.id
         for position, row in enumerate(self.dataset):
             key = ((self.epoch * 1024 + worker) << 32) + position
-            yield {
-                "pixel_values": load_crop(
-                    row[self.image_column],
+            source = row[self.image_column]
+            try:
+                pixels = load_crop(
+                    source,
                     self.resolution,
                     scale=self.crop_scale,
                     hflip=self.hflip,
                     generator=keyed_generator(self.seed, key),
-                ),
-                "key": key,
-            }
+                )
+            except UNREADABLE_IMAGE_ERRORS as error:
+                self.num_skipped += 1
+                warnings.warn(
+                    f"Skipped an unreadable photo of the stream ({_where(source)}: {type(error).__name__}: {error}); "
+                    f"{self.num_skipped} skipped so far",
+                    SkippedImageWarning,
+                    stacklevel=2,
+                )
+                continue
+            yield {"pixel_values": pixels, "key": key}
 
 
 class EpochShuffleSampler(torch.utils.data.Sampler[int]):

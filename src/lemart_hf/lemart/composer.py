@@ -12,6 +12,9 @@ from .masks import MASK_STRATEGIES, make_mask
 from .perturbations import DEFAULT_PERTURBATIONS, Perturbation, RandomPerturbations, runs_densely
 from .seeding import generator_on_device
 
+# Images with both sides at least this long have their change checked on every 4th pixel (see foreground_change).
+SAMPLED_MIN_SIDE = 64
+
 
 class LEMaRTComposer:
     """Make LEMaRT composites from a batch of photos, on the photos' device, seeded by a ``torch.Generator``.
@@ -30,8 +33,10 @@ class LEMaRTComposer:
         max_redraws: see ``min_change``.
         dense: how the perturbations run (see ``RandomPerturbations``). Densely, the redraws are drawn up front
             too: ``1 + max_redraws`` candidates per image in one pass, of which the first that changes the
-            foreground by ``min_change`` is kept (the same outcome as redrawing one at a time), so that a call
-            never reads anything back from the device. ``None`` (default): densely except on CPUs.
+            foreground by ``min_change`` is kept (the same rule as redrawing one at a time), so that a call
+            never reads anything back from the device. The two ways draw their random numbers differently: for
+            one seed they give different composites of the same distribution. ``None`` (default): densely
+            except on CPUs.
 
     Calling the composer on images (B, 3, H, W) returns a dict of tensors on the images' device and dtype:
 
@@ -59,8 +64,12 @@ class LEMaRTComposer:
             raise ValueError(f"Unknown mask strategy {mask_strategy!r}; expected one of {MASK_STRATEGIES}.")
         if not 0.0 <= mask_ratio <= 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1], got {mask_ratio}.")
+        if not isinstance(grid_size, int) or grid_size < 1:
+            raise ValueError(f"grid_size must be a positive int, got {grid_size!r}.")
         if not 0.0 <= min_change <= 0.25:
             raise ValueError(f"min_change must be in [0, 0.25], got {min_change}.")
+        if not isinstance(max_redraws, int) or max_redraws < 0:
+            raise ValueError(f"max_redraws must be an int >= 0, got {max_redraws!r}.")
         self.mask_strategy = mask_strategy
         self.mask_ratio = mask_ratio
         self.grid_size = grid_size
@@ -90,10 +99,13 @@ class LEMaRTComposer:
         Returns:
             ``{"pixel_values": (B, 4, H, W), "labels": (B, 3, H, W), "mask": (B, 1, H, W)}`` (see the class).
         """
-        if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
-            raise ValueError(f"Expected float images of shape (B, 3, H, W), got {images.dtype} {tuple(images.shape)}.")
+        _check_images(images)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
         generator = generator_on_device(generator, images.device)
         batch, _, height, width = images.shape
+        if batch == 0 or height == 0 or width == 0:
+            raise ValueError(f"Expected a non-empty batch of images, got shape {tuple(images.shape)}.")
         mask = make_mask(
             self.mask_strategy,
             batch,
@@ -153,20 +165,34 @@ class LEMaRTComposer:
 
     def _towards_grey(self, images: torch.Tensor) -> torch.Tensor:
         """The fallback for a perturbation too weak to see: every value ``2 * min_change`` closer to mid-grey."""
-        return images + torch.where(images < 0.5, 2 * self.min_change, -2 * self.min_change)
+        step = 2 * self.min_change
+        return torch.where(images < 0.5, images + step, images - step)
+
+
+def _check_images(images) -> None:
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"Expected a torch.Tensor of images (B, 3, H, W) in [0, 1], got {type(images).__name__}.")
+    if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
+        raise ValueError(f"Expected float images of shape (B, 3, H, W), got {images.dtype} {tuple(images.shape)}.")
 
 
 def _has_foreground(mask: torch.Tensor) -> torch.Tensor:
     """(B,) bool: the mask, sampled as ``foreground_change`` samples it, has a foreground pixel."""
-    return mask[..., ::4, ::4].amax(dim=(1, 2, 3)) > 0
+    return _sampled(mask).amax(dim=(1, 2, 3)) > 0
 
 
 def foreground_change(images: torch.Tensor, perturbed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B,) float32 mean absolute difference inside the mask, over channels and foreground pixels.
 
-    Estimated on every 4th pixel in each direction (the masks are blocks and patches many pixels wide); 0 where
-    the sampled mask is empty.
+    Estimated on every 4th pixel in each direction where both sides are at least ``SAMPLED_MIN_SIDE`` pixels (the
+    masks are blocks and patches many pixels wide), on every pixel of smaller images; 0 where the sampled mask is
+    empty.
     """
-    difference = (perturbed[..., ::4, ::4] - images[..., ::4, ::4]).abs().float().mean(dim=1, keepdim=True)
-    weights = mask[..., ::4, ::4].float()
+    difference = (_sampled(perturbed) - _sampled(images)).abs().float().mean(dim=1, keepdim=True)
+    weights = _sampled(mask).float()
     return (difference * weights).sum(dim=(1, 2, 3)) / weights.sum(dim=(1, 2, 3)).clamp_min(1.0)
+
+
+def _sampled(tensor: torch.Tensor) -> torch.Tensor:
+    stride = 4 if min(tensor.shape[-2:]) >= SAMPLED_MIN_SIDE else 1
+    return tensor[..., ::stride, ::stride]

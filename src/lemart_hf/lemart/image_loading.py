@@ -32,13 +32,19 @@ def to_rgb_image(image: Any) -> Image.Image:
         One of ``UNREADABLE_IMAGE_ERRORS`` when the data cannot be decoded (PIL decodes lazily, so the full
         decode happens here).
     """
+    opened_here = isinstance(image, (dict, str, os.PathLike))
     if isinstance(image, dict):
         image = Image.open(io.BytesIO(image["bytes"])) if image.get("bytes") else Image.open(image["path"])
     elif isinstance(image, (str, os.PathLike)):
         image = Image.open(image)
     elif isinstance(image, np.ndarray):
         image = _array_to_image(image)
-    image.load()
+    try:
+        image.load()
+    except UNREADABLE_IMAGE_ERRORS:
+        if opened_here:
+            image.close()  # a file that fails to decode would otherwise stay open
+        raise
     image = ImageOps.exif_transpose(image)
     if image.mode == "RGB":
         return image

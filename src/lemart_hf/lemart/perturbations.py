@@ -139,7 +139,8 @@ def apply_gamma(images: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
     as 1 / ((1 + k) / x - k) so that it runs in place (x = 0 gives 1 / inf = 0).
     """
     bend = (2 ** strength.exp() - 2).to(images.dtype).view(-1, 1, 1, 1)
-    return images.reciprocal_().mul_(1 + bend).sub_(bend).reciprocal_()
+    # The clamp catches rounding above 1 in half precision (up to 1.008 in bfloat16).
+    return images.reciprocal_().mul_(1 + bend).sub_(bend).reciprocal_().clamp_(0, 1)
 
 
 def apply_defocus_blur(images: torch.Tensor, strength: torch.Tensor, max_strength: float | None = None) -> torch.Tensor:
@@ -265,8 +266,9 @@ class _PerturbationPlan:
 class RandomPerturbations:
     """Per sample: a random subset of ``perturbations`` in random order, each with a random strength.
 
-    The subset size is uniform in [min_count, max_count]; the order is a uniform random permutation; every
-    colour map, tone curve and filter clamps its result to [0, 1].
+    The subset size is uniform in [min_count, max_count]; the order is a uniform random permutation. Results are
+    clamped to [0, 1] after every tone curve and filter and after every run of consecutive colour maps, which is
+    composed into one map first (so there is no clamp between two colour maps in a row).
 
     How it stays fast (no loop over samples, few passes over the pixels): a sample's sequence splits into runs
     of colour maps separated by "pixel" perturbations (tone curves, filters). Each run is composed into one
@@ -295,7 +297,14 @@ class RandomPerturbations:
         min_count: int = 1,
         max_count: int = 4,
     ):
+        if isinstance(perturbations, str):
+            raise ValueError(f"perturbations must be a list of names or Perturbation objects, got {perturbations!r}.")
+        unknown = [p for p in perturbations if isinstance(p, str) and p not in PERTURBATIONS]
+        if unknown:
+            raise ValueError(f"Unknown perturbation(s) {unknown}; the built-in ones are {sorted(PERTURBATIONS)}.")
         self.perturbations = tuple(PERTURBATIONS[p] if isinstance(p, str) else p for p in perturbations)
+        if not (isinstance(min_count, int) and isinstance(max_count, int)):
+            raise ValueError(f"min_count and max_count must be ints, got {min_count!r} and {max_count!r}.")
         if not 1 <= min_count <= max_count <= len(self.perturbations):
             raise ValueError(
                 f"Need 1 <= min_count <= max_count <= {len(self.perturbations)} (the number of perturbations), "
@@ -327,12 +336,15 @@ class RandomPerturbations:
         Returns:
             (B, 3, H, W) perturbed images in [0, 1], same dtype and device (``out`` when given).
         """
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"Expected images of shape (B, 3, H, W), got {shape}.")
         batch, _, height, width = images.shape
         plan = self._plan(images, generator)
         if out is None:
             out = torch.empty_like(images, memory_format=torch.contiguous_format)
         dense = runs_densely(images.device, dense)
-        chunk_size = batch if dense else max(1, CPU_CHUNK_PIXELS // (height * width))
+        chunk_size = max(1, batch if dense else CPU_CHUNK_PIXELS // max(1, height * width))
 
         # Every image to its state right before its first pixel perturbation, or straight to its result.
         for start in range(0, batch, chunk_size):

@@ -5,6 +5,11 @@ Map-style datasets (imagefolder, hub datasets, ``load_image_folder``)::
     transform = lemart_transform(processor, LEMaRTComposer(), seed=0)
     train_dataset = dataset.with_transform(transform)      # composites are made anew at every access
 
+A ``datasets`` image column is decoded before the transform sees it, so one corrupt file in an imagefolder
+would fail there. Leave the decoding to the transform, which drops unreadable rows with a counted warning::
+
+    dataset = dataset.cast_column("image", datasets.Image(decode=False))
+
 Streaming ``IterableDataset`` (the same callable, through a batched ``map``)::
 
     stream = stream.map(transform, batched=True, batch_size=64, remove_columns=stream.column_names)
@@ -55,12 +60,14 @@ def lemart_transform(
     if resolution is None:
         if processor is None:
             raise ValueError("Pass a processor (with a `size` dict) or a `resolution`.")
-        size = processor.size
+        size = getattr(processor, "size", None)
         if not isinstance(size, dict) or "height" not in size or "width" not in size:
             raise ValueError(f"Expected processor.size to be a dict with 'height' and 'width', got {size!r}.")
         resolution = (int(size["height"]), int(size["width"]))
     elif isinstance(resolution, int):
         resolution = (resolution, resolution)
+    if len(resolution) != 2 or min(resolution) < 1:
+        raise ValueError(f"resolution must be a positive int or (height, width), got {resolution!r}.")
     return LEMaRTTransform(composer, tuple(resolution), image_column, seed, random_crop, crop_scale)
 
 
@@ -96,6 +103,10 @@ class LEMaRTTransform:
         self._generator_owner: tuple[int, int | None] | None = None
 
     def __call__(self, batch: dict[str, list]) -> dict[str, torch.Tensor]:
+        if self.image_column not in batch:
+            raise ValueError(
+                f"No column {self.image_column!r} in the batch (columns: {list(batch)}); set image_column."
+            )
         generator = self._process_generator()
         photos = []
         for item in batch[self.image_column]:
