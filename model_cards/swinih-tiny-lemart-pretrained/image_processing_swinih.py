@@ -32,6 +32,9 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise ValueError(f"cannot read image {os.fspath(path)!r}: corrupt or not an image ({error})") from error
 
 
+EXIF_ORIENTATION = 0x0112
+
+
 def _pil_to_array(image: Image.Image) -> np.ndarray:
     """PIL image -> numpy array (H, W[, C]) in its own type: uint8, uint16 (16-bit modes), float32 ("F"), bool ("1").
 
@@ -89,13 +92,15 @@ def _array_to_channels_first(array: np.ndarray | torch.Tensor, name: str) -> tor
 def to_tensor(image, name: str = "image") -> torch.Tensor:
     """Any supported image-like input -> float32 tensor (C, H, W) in [0, 1], C in {1, 3, 4}, on the CPU.
 
-    Accepts a path, a PIL image (any mode, 16-bit grayscale included, EXIF orientation applied for paths), a numpy
+    Accepts a path, a PIL image (any mode, 16-bit grayscale included, EXIF orientation applied), a numpy
     array (H, W), (H, W, C) or a torch tensor (C, H, W), (H, W); uint8 / uint16 / bool / float in [0, 1] (a float
     PIL image, mode "F", too).
     """
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
     if isinstance(image, Image.Image):
+        if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+            image = ImageOps.exif_transpose(image)
         tensor = _array_to_channels_first(_pil_to_array(image), name)
     elif isinstance(image, (np.ndarray, torch.Tensor)):
         tensor = _array_to_channels_first(image, name)
@@ -198,8 +203,11 @@ class SwinIHImageProcessor(BaseImageProcessor):
             logger.warning(f"SwinIHImageProcessor ignores these arguments: {sorted(kwargs)}")
         do_resize = self.do_resize if do_resize is None else do_resize
         size = self.size if size is None else size_dict(size)
-        images = list(images) if _is_batch(images) else [images]
-        masks = list(masks) if _is_batch(masks) else [masks]
+        if is_batch(images):
+            images = list(images)
+            masks = split_masks(masks, len(images))
+        else:
+            images, masks = [images], list(masks) if is_batch(masks) else [masks]
         if len(images) != len(masks):
             raise ValueError(f"got {len(images)} images but {len(masks)} masks; pass one mask per image")
         if not images:
@@ -252,12 +260,18 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
 
-def _is_batch(value) -> bool:
-    return (
-        isinstance(value, (list, tuple))
-        or (isinstance(value, torch.Tensor) and value.ndim == 4)
-        or (isinstance(value, np.ndarray) and value.ndim == 4)
-    )
+def is_batch(value) -> bool:
+    """A list / tuple of images or masks, or a 4-D array / tensor (B, ...)."""
+    return isinstance(value, (list, tuple)) or (isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim == 4)
+
+
+def split_masks(masks, count: int) -> list:
+    """Masks for a batch of `count` images: a list, a 4-D batch, or a 3-D (B, H, W) array / tensor."""
+    if isinstance(masks, (np.ndarray, torch.Tensor)) and masks.ndim == 3 and masks.shape[0] == count:
+        return list(masks)
+    if not is_batch(masks):
+        raise ValueError(f"got {count} images but a single mask; pass one mask per image (a list)")
+    return list(masks)
 
 
 __all__ = ["SwinIHImageProcessor"]

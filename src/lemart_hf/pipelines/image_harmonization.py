@@ -16,42 +16,36 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from transformers import Pipeline
 from transformers.utils import logging
 
 from .highres import TRANSFER_METHODS, transfer_harmonization
-from .image_processing_swinih import SwinIHImageProcessor, load_image, resize, size_dict, to_mask, to_pil, to_rgb
+from .image_processing_swinih import (
+    SwinIHImageProcessor,
+    is_batch,
+    load_image,
+    resize,
+    size_dict,
+    split_masks,
+    to_mask,
+    to_pil,
+    to_rgb,
+)
 
 logger = logging.get_logger(__name__)
 
 OUTPUT_TYPES = ("pil", "pt", "np")
-_EXIF_ORIENTATION = 0x0112
 
 
 def _open(value: Any, name: str) -> Any:
-    """Paths are read (EXIF orientation applied); PIL images get their EXIF orientation applied; rest unchanged."""
+    """Paths are read (EXIF orientation applied), naming the input in errors; the rest is left to `to_rgb` etc."""
     if isinstance(value, (str, os.PathLike)):
         try:
             return load_image(value)
         except ValueError as error:
             raise ValueError(f"{name}: {error}") from error
-    if isinstance(value, Image.Image) and value.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-        return ImageOps.exif_transpose(value)
     return value
-
-
-def _is_batch(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) or (isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim == 4)
-
-
-def _split_masks(masks: Any, count: int) -> list:
-    """Masks for a batch of `count` images: a list, a 4-D batch, or a 3-D (B, H, W) array / tensor."""
-    if isinstance(masks, (np.ndarray, torch.Tensor)) and masks.ndim == 3 and masks.shape[0] == count:
-        return list(masks)
-    if not _is_batch(masks):
-        raise ValueError(f"got {count} images but a single mask; pass one mask per image (a list)")
-    return list(masks)
 
 
 class _RowsDataset(torch.utils.data.Dataset):
@@ -152,13 +146,13 @@ class ImageHarmonizationPipeline(Pipeline):
             if not (single or unpaired_list):
                 return images  # a dict, a list of dicts / pairs, a generator or a torch dataset
             raise ValueError("a mask is required: call pipe(image, mask) or pipe({'image': ..., 'mask': ...})")
-        if _is_batch(images):
+        if is_batch(images):
             images = list(images)
-            masks = _split_masks(masks, len(images))
+            masks = split_masks(masks, len(images))
             if len(images) != len(masks):
                 raise ValueError(f"got {len(images)} images but {len(masks)} masks; pass one mask per image")
             return [{"image": image, "mask": mask} for image, mask in zip(images, masks)]
-        if _is_batch(masks):
+        if is_batch(masks):
             raise ValueError(f"got one image but {len(masks)} masks; pass one mask per image")
         return {"image": images, "mask": masks}
 

@@ -69,6 +69,15 @@ def test_exif_orientation_is_applied(tmp_path):
     image.save(tmp_path / "rotated.jpg", exif=exif)
     pixel_values = SwinIHImageProcessor(do_resize=False)(str(tmp_path / "rotated.jpg"), np.ones((W, H)))["pixel_values"]
     assert pixel_values.shape == (1, 4, W, H)
+    with Image.open(tmp_path / "rotated.jpg") as opened:  # a PIL image the caller opened: rotated the same way
+        from_pil = SwinIHImageProcessor(do_resize=False)(opened, np.ones((W, H)))["pixel_values"]
+    assert torch.equal(from_pil, pixel_values)
+
+
+def test_a_batch_of_masks_as_one_array():
+    masks = np.stack([mask_array(), 255 - mask_array()])  # (B, H, W)
+    batch = SwinIHImageProcessor(do_resize=False)([rgb_array(), rgb_array()], masks)["pixel_values"]
+    assert torch.equal(batch[1, 3], 1 - batch[0, 3])
 
 
 def test_batches_and_post_processing_restore_sizes():
