@@ -63,6 +63,7 @@ from lemart_hf.training import (
     add_logging_arguments,
     add_model_arguments,
     add_training_arguments,
+    backward_and_step,
     build_optimizer,
     build_scheduler,
     check_training_arguments,
@@ -70,6 +71,7 @@ from lemart_hf.training import (
     dataloader_kwargs,
     default_hub_model_id,
     effective_learning_rate,
+    exit_on_non_finite_loss,
     load_model,
     load_training_state,
     log_sample_grid,
@@ -80,7 +82,6 @@ from lemart_hf.training import (
     save_final_model,
     save_sample_grid,
     seed_for_step,
-    stop_signals,
     warmup_steps,
     warn_on_run_mismatch,
 )
@@ -489,19 +490,9 @@ def main(argv: list[str] | None = None) -> dict:
                     seed_for_step(args.seed, state.micro_step, accelerator.process_index)  # stochastic depth
                     with accelerator.accumulate(model):
                         loss = model(pixel_values=pixel_values, labels=labels).loss
-                        losses, non_finite, stop_requested = stop_signals(accelerator, loss, stop.requested())
-                        if non_finite:
-                            shown = losses.tolist() if num_processes > 1 else float(losses[0])
-                            raise NonFiniteLossError(
-                                f"the loss is {shown} at step {state.global_step + 1} "
-                                f"(epoch {state.epoch}, batch {state.batches_in_epoch + 1})"
-                            )
-                        accelerator.backward(loss)
-                        if accelerator.sync_gradients and args.max_grad_norm > 0:
-                            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                        optimizer.step()
-                        lr_scheduler.step()
-                        optimizer.zero_grad(set_to_none=True)
+                        losses, stop_requested = backward_and_step(
+                            accelerator, model, optimizer, lr_scheduler, loss, state, stop, args.max_grad_norm
+                        )
                     state.micro_step += 1
                     state.batches_in_epoch += 1
                     state.images_seen += images.shape[0] * num_processes
@@ -550,15 +541,7 @@ def main(argv: list[str] | None = None) -> dict:
                     state.batches_in_epoch = 0
         except NonFiniteLossError as error:
             progress.close()
-            saved = checkpoints.output_dir / f"checkpoint-{last_good.global_step}"
-            if not saved.is_dir():
-                saved = checkpoints.save(accelerator, last_good)
-            accelerator.end_training()
-            raise SystemExit(
-                f"run_pretrain.py: error: stopping, {error}. The model, optimizer and data position after the last "
-                f"good step ({last_good.global_step}) are in {saved}. Lower --learning_rate, keep --max_grad_norm on, or "
-                f"use --mixed_precision no / bf16 instead of fp16; then resume with --resume_from_checkpoint {saved}."
-            ) from None
+            exit_on_non_finite_loss(error, accelerator, checkpoints, last_good)
     progress.close()
     train_seconds = time.perf_counter() - train_start
 

@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -742,6 +743,54 @@ def stop_signals(accelerator, loss: torch.Tensor, stop_requested: bool) -> tuple
     return losses, not bool(torch.isfinite(losses).all()), bool(gathered[:, 1].any())
 
 
+def backward_and_step(
+    accelerator,
+    model,
+    optimizer,
+    lr_scheduler,
+    loss: torch.Tensor,
+    state: TrainingState,
+    stop: StopRequest,
+    max_grad_norm: float,
+) -> tuple[torch.Tensor, bool]:
+    """The rest of a micro-step after the forward pass, inside ``accelerator.accumulate(model)``.
+
+    Gathers every process's loss and stop request (`stop_signals`), raises `NonFiniteLossError` (naming the step)
+    before a non-finite loss reaches the weights, then backward, gradient clipping (``max_grad_norm`` > 0) on the
+    steps that update, optimizer and scheduler step. Returns (losses (num_processes,), any process asked to stop).
+    """
+    losses, non_finite, stop_requested = stop_signals(accelerator, loss, stop.requested())
+    if non_finite:
+        shown = losses.tolist() if len(losses) > 1 else float(losses[0])
+        raise NonFiniteLossError(
+            f"the loss is {shown} at step {state.global_step + 1} "
+            f"(epoch {state.epoch}, batch {state.batches_in_epoch + 1})"
+        )
+    accelerator.backward(loss)
+    if accelerator.sync_gradients and max_grad_norm > 0:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    lr_scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return losses, stop_requested
+
+
+def exit_on_non_finite_loss(
+    error: NonFiniteLossError, accelerator, checkpoints: CheckpointManager, last_good: TrainingState
+) -> NoReturn:
+    """Save the state after the last good step (unless a checkpoint of it exists) and exit with what to do next."""
+    saved = checkpoints.output_dir / f"{CHECKPOINT_PREFIX}{last_good.global_step}"
+    if not saved.is_dir():
+        saved = checkpoints.save(accelerator, last_good)
+    accelerator.end_training()
+    prog = os.path.basename(sys.argv[0]) or "lemart_hf"
+    raise SystemExit(
+        f"{prog}: error: stopping, {error}. The model, optimizer and data position after the last good step "
+        f"({last_good.global_step}) are in {saved}. Lower --learning_rate, keep --max_grad_norm on, or use "
+        f"--mixed_precision no / bf16 instead of fp16; then resume with --resume_from_checkpoint {saved}."
+    ) from None
+
+
 def dataloader_kwargs(args: argparse.Namespace, *, pin_memory: bool, persistent: bool = True) -> dict:
     """Worker settings shared by the training DataLoaders (workers kept across epochs when ``persistent``)."""
     workers = args.dataloader_num_workers
@@ -1071,6 +1120,7 @@ __all__ = [
     "add_logging_arguments",
     "add_model_arguments",
     "add_training_arguments",
+    "backward_and_step",
     "build_optimizer",
     "build_scheduler",
     "check_training_arguments",
@@ -1078,6 +1128,7 @@ __all__ = [
     "collate_pairs",
     "command_line",
     "dataloader_kwargs",
+    "exit_on_non_finite_loss",
     "default_hub_model_id",
     "effective_learning_rate",
     "files_to_upload",
