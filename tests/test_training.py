@@ -26,11 +26,14 @@ from lemart_hf.training import (
     CardMetric,
     CheckpointManager,
     HarmonizationTrainingPairs,
+    NonFiniteLossError,
+    StopRequest,
     TrainingState,
     build_optimizer,
     check_launch,
     checkpoint_step,
     collate_pairs,
+    exit_on_non_finite_loss,
     files_to_upload,
     is_complete_checkpoint,
     make_sample_grid,
@@ -128,6 +131,30 @@ def test_launches_accelerate_would_quietly_change_are_errors(
         return
     with pytest.raises(SystemExit, match=message):
         check_launch(accelerator)
+
+
+def test_a_non_finite_loss_saves_over_a_same_step_checkpoint_of_an_older_run(tmp_path):
+    CheckpointManager(tmp_path).save(FakeAccelerator(), TrainingState(global_step=6, images_seen=1))  # abandoned
+    resumed = CheckpointManager(tmp_path)
+    last_good = TrainingState(global_step=6, images_seen=2)
+    accelerator = FakeAccelerator()
+    accelerator.end_training = lambda: None
+    with pytest.raises(SystemExit, match="checkpoint-6"):
+        exit_on_non_finite_loss(NonFiniteLossError("the loss is nan"), accelerator, resumed, last_good)
+    assert json.loads((tmp_path / "checkpoint-6" / TRAINING_STATE_FILE).read_text())["images_seen"] == 2
+
+
+def test_stop_request_records_the_first_signal_and_restores_handlers(monkeypatch):
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    with StopRequest(None) as stop:
+        assert not stop.requested()
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.requested() and stop.reason() == "SIGTERM received"
+        assert signal.getsignal(signal.SIGINT) is before  # a second signal, of either kind, acts as usual
+    assert signal.getsignal(signal.SIGINT) is before
+    assert StopRequest(1e-9).reason().startswith("time budget")
 
 
 def test_latest_without_checkpoints_starts_afresh(tmp_path):

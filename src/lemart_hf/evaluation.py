@@ -48,6 +48,7 @@ from .data.iharmony4 import HarmonizationCollator, subset_sort_key
 from .highres import TRANSFER_METHODS, transfer_harmonization
 from .metrics.functional import METRIC_NAMES, aggregate, harmonization_metrics
 from .metrics.protocol import EvalProtocol, get_protocol, resize_image
+from .stopping import ignore_stop_signals
 
 ALL = "All"
 _COLUMNS = (("mse", "MSE ↓", ".2f"), ("psnr", "PSNR ↑", ".2f"), ("fmse", "fMSE ↓", ".1f"), ("fpsnr", "fPSNR ↑", ".2f"))
@@ -258,6 +259,7 @@ def evaluate_harmonization(
             num_workers=num_workers,
             collate_fn=HarmonizationCollator(protocol),
             pin_memory=torch.cuda.is_available(),
+            worker_init_fn=ignore_stop_signals if num_workers > 0 else None,  # a validation inside a training run
         )
     if accelerator is not None:
         dataloader = accelerator.prepare(dataloader)

@@ -27,9 +27,7 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -37,6 +35,8 @@ from typing import NoReturn
 
 import numpy as np
 import torch
+
+from .stopping import StopRequest, ignore_stop_signals
 
 logger = logging.getLogger(__name__)
 
@@ -533,8 +533,9 @@ class CheckpointManager:
 
     Checkpoints are ordered by the run that wrote them, then by step: each manager (one per run) takes the
     generation after the highest one in the folder. So after resuming from an earlier checkpoint (say step 4 of a
-    run that went on to step 8), the new run's checkpoints are the newest: "latest" finds them and rotation deletes
-    the abandoned step 8 first. The order lives in the training states, so copying a folder keeps it.
+    run that went on to step 8), the new run's checkpoints are the newest: "latest" finds them, and rotation deletes
+    the older run's checkpoints (4, then 8) before any of them. The order lives in the training states, so copying
+    a folder keeps it.
     """
 
     def __init__(self, output_dir: str | os.PathLike, total_limit: int | None = None):
@@ -653,67 +654,6 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the step and what was saved."""
 
 
-class StopRequest:
-    """Why a training loop should stop early, cleanly: its wall-clock budget, or a SIGTERM / SIGINT.
-
-    Args:
-        minutes: the budget of this invocation (None: unlimited).
-
-    Inside ``with StopRequest(minutes) as stop:`` the first SIGTERM (what job schedulers such as SLURM send before
-    they kill a job) or SIGINT (Ctrl-C) is recorded instead of ending the process: the loop finishes its step,
-    saves a checkpoint and the final model, as when the budget runs out. A second signal acts as usual (the previous
-    handler is back). Handlers are only installed in the main thread (Python allows no others).
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self, minutes: float | None):
-        self.minutes = minutes
-        self.start = time.monotonic()
-        self.signal_name: str | None = None
-        self._previous_handlers: dict = {}
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous_handlers[signum] = signal.signal(signum, self._record)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
-        self._previous_handlers.clear()
-
-    def _record(self, signum: int, frame) -> None:
-        self.signal_name = signal.Signals(signum).name
-        signal.signal(signum, self._previous_handlers.get(signum, signal.SIG_DFL))
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
-
-    def requested(self) -> bool:
-        return self.signal_name is not None or (self.minutes is not None and self.elapsed() >= self.minutes * 60)
-
-    def reason(self) -> str:
-        """For logs and train_results.json; a process can stop because another one was asked to."""
-        if self.signal_name is not None:
-            return f"{self.signal_name} received"
-        if self.requested():
-            return f"time budget of {self.minutes:g} minutes reached"
-        return "another process was asked to stop"
-
-
-def ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: workers leave SIGTERM / SIGINT to the main process (see `StopRequest`).
-
-    A Ctrl-C or a scheduler's SIGTERM reaches every process of the job; workers that died of it would take the
-    next batch with them before the main process could finish its step and save. They still exit when the main
-    process does (PyTorch's workers watch their parent).
-    """
-    for signum in StopRequest.SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-
-
 class Throughput:
     """Images per second between two calls of `rate`."""
 
@@ -778,9 +718,9 @@ def backward_and_step(
 def exit_on_non_finite_loss(
     error: NonFiniteLossError, accelerator, checkpoints: CheckpointManager, last_good: TrainingState
 ) -> NoReturn:
-    """Save the state after the last good step (unless a checkpoint of it exists) and exit with what to do next."""
+    """Save the state after the last good step (unless this run saved it already) and exit with what to do next."""
     saved = checkpoints.output_dir / f"{CHECKPOINT_PREFIX}{last_good.global_step}"
-    if not saved.is_dir():
+    if not (is_complete_checkpoint(saved) and _generation(saved) == checkpoints.generation):
         saved = checkpoints.save(accelerator, last_good)
     accelerator.end_training()
     prog = os.path.basename(sys.argv[0]) or "lemart_hf"

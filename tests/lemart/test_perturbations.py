@@ -160,6 +160,11 @@ def test_perturbations_run_on_every_device(device, make_images):
     assert output.device == images.device and output.dtype == images.dtype and output.shape == images.shape
 
 
+def test_perturbations_may_be_any_iterable_of_names():
+    names = ("hue", "gamma")
+    assert [p.name for p in RandomPerturbations((n for n in names), 1, 2).perturbations] == list(names)
+
+
 def test_invalid_counts_raise():
     with pytest.raises(ValueError, match="min_count"):
         RandomPerturbations(["hue", "gamma"], 1, 3)

@@ -5,7 +5,8 @@ the composer perturbs). Masks are drawn in one batched pass from an explicit ``t
 the generator's device (or ``device``), so training can make them on the GPU next to the images.
 
 - ``random``: split the image into ``grid_size`` x ``grid_size`` patches and mark a random subset of
-  ``round(mask_ratio * grid_size**2)`` of them, independently per image.
+  ``round(mask_ratio * grid_size**2)`` of them, independently per image (where the grid does not divide the image,
+  the patches differ in size by a pixel and the count is the one whose area comes closest to the ratio).
 - ``grid``: the same number of patches, but a fixed, evenly spread (ordered-dither) pattern that is identical
   for every image; at ratio 0.5 it is a checkerboard.
 - ``block``: BEiT-style blockwise masking. Repeat: draw a rectangle (area up to the still missing mask area,

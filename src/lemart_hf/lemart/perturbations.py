@@ -299,6 +299,7 @@ class RandomPerturbations:
     ):
         if isinstance(perturbations, str):
             raise ValueError(f"perturbations must be a list of names or Perturbation objects, got {perturbations!r}.")
+        perturbations = tuple(perturbations)  # any iterable, read once
         unknown = [p for p in perturbations if isinstance(p, str) and p not in PERTURBATIONS]
         if unknown:
             raise ValueError(f"Unknown perturbation(s) {unknown}; the built-in ones are {sorted(PERTURBATIONS)}.")

@@ -110,7 +110,8 @@ def test_config_round_trip(tmp_path):
         (np.zeros((H, W, 7), np.uint8), mask_array(), "1, 3 or 4 channels"),
         (rgb_array().astype(np.float32), mask_array(), r"float inputs must be in \[0, 1\]"),
         (Image.fromarray(rgb_array()).convert("F"), mask_array(), r"float inputs must be in \[0, 1\]"),
-        (Image.fromarray(np.full((H, W), 70000, np.int32)), mask_array(), "read as 16-bit"),
+        (Image.fromarray(np.full((H, W), 255, np.int32)), mask_array(), "mode 'I' .* has no defined range"),
+        (rgb_array(), Image.fromarray(mask_array()).convert("I"), "mode 'I' .* has no defined range"),
         (np.full((H, W, 3), np.nan, np.float32), mask_array(), "contains NaN"),
         ("does/not/exist.png", mask_array(), "image file not found"),
         (12, mask_array(), "must be a path, PIL image"),
@@ -121,12 +122,12 @@ def test_bad_inputs_raise_clear_errors(images, masks, message):
         SwinIHImageProcessor()(images, masks)
 
 
-def test_pil_float_and_32_bit_integer_modes_are_scaled_like_arrays():
+def test_pil_float_and_16_bit_modes_are_scaled_like_arrays():
     values = np.random.default_rng(1).random((H, W)).astype(np.float32)
     float_image = SwinIHImageProcessor(do_resize=False)(Image.fromarray(values, mode="F"), mask_array())
     torch.testing.assert_close(float_image["pixel_values"][0, 0], torch.from_numpy(values), atol=0, rtol=0)
-    # Pillow opens 16-bit grayscale files as mode "I" too: a dark 16-bit image stays dark (not scaled by 255).
-    dark = np.full((H, W), 200, np.int32)
+    # A dark 16-bit image ("I;16", as Pillow opens 16-bit files) stays dark: scaled by 65535 whatever its values.
+    dark = np.full((H, W), 200, np.uint16)
     dark_image = SwinIHImageProcessor(do_resize=False)(Image.fromarray(dark), mask_array())
     assert dark_image["pixel_values"][0, :3].unique().item() == pytest.approx(200 / 65535)
 

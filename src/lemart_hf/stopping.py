@@ -1,0 +1,72 @@
+"""Stopping a training run cleanly: on its time budget, or on SIGTERM / Ctrl-C, after the step in progress."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+
+class StopRequest:
+    """Why a training loop should stop early, cleanly: its wall-clock budget, or a SIGTERM / SIGINT.
+
+    Args:
+        minutes: the budget of this invocation (None: unlimited).
+
+    Inside ``with StopRequest(minutes) as stop:`` the first SIGTERM (what job schedulers such as SLURM send before
+    they kill a job) or SIGINT (Ctrl-C) is recorded instead of ending the process: the loop finishes its step,
+    saves a checkpoint and the final model, as when the budget runs out. A second signal acts as usual (the previous
+    handlers are back). Handlers are only installed in the main thread (Python allows no others). Under torchrun,
+    which kills its workers about 30 s after forwarding a SIGTERM, the step and the saves must fit in that time.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, minutes: float | None):
+        self.minutes = minutes
+        self.start = time.monotonic()
+        self.signal_name: str | None = None
+        self._previous_handlers: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread() and not self._previous_handlers:
+            for signum in self.SIGNALS:
+                self._previous_handlers[signum] = signal.signal(signum, self._record)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._restore_handlers()
+
+    def _record(self, signum: int, frame) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self._restore_handlers()  # a second signal, of either kind, acts as usual
+
+    def _restore_handlers(self) -> None:
+        for number, handler in self._previous_handlers.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: a handler set from C
+        self._previous_handlers.clear()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def requested(self) -> bool:
+        return self.signal_name is not None or (self.minutes is not None and self.elapsed() >= self.minutes * 60)
+
+    def reason(self) -> str:
+        """For logs and train_results.json; a process can stop because another one was asked to."""
+        if self.signal_name is not None:
+            return f"{self.signal_name} received"
+        if self.requested():
+            return f"time budget of {self.minutes:g} minutes reached"
+        return "another process was asked to stop"
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers leave SIGTERM / SIGINT to the main process (see `StopRequest`).
+
+    A Ctrl-C or a scheduler's SIGTERM reaches every process of the job; workers that died of it would take the
+    next batch (or the validation running at that moment) with them before the main process could finish and save. They still exit when the main
+    process does (PyTorch's workers watch their parent).
+    """
+    for signum in StopRequest.SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
