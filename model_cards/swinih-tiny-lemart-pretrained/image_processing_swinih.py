@@ -38,20 +38,18 @@ EXIF_ORIENTATION = 0x0112
 def _pil_to_array(image: Image.Image) -> np.ndarray:
     """PIL image -> numpy array (H, W[, C]) in its own type: uint8, uint16 (16-bit modes), float32 ("F"), bool ("1").
 
-    Pillow reads 16-bit grayscale files as mode "I;16" or "I" (32-bit integers); "I" is taken as 16-bit and must hold
-    values in [0, 65535]. 16-bit RGB files cannot be read at full precision through Pillow (it opens them as 8-bit
-    "RGB"); pass such an image as a uint16 numpy array instead.
+    Pillow opens 16-bit files as "I;16". Mode "I" (32-bit integers, e.g. `Image.fromarray` of an int32 array or
+    `convert("I")` of 8-bit data) says nothing about the range, so it is refused, like an int32 array. 16-bit RGB
+    files cannot be read at full precision through Pillow (it opens them as 8-bit "RGB"); pass such an image as a
+    uint16 numpy array instead.
     """
     if image.mode.startswith("I;16"):
         return np.asarray(image).astype(np.uint16)
     if image.mode == "I":
-        array = np.asarray(image)
-        if array.size and (array.min() < 0 or array.max() > 65535):
-            raise ValueError(
-                f"a mode 'I' image is read as 16-bit, but its values are in [{array.min()}, {array.max()}]; "
-                "pass a float array in [0, 1] instead"
-            )
-        return array.astype(np.uint16)
+        raise ValueError(
+            "a mode 'I' (32-bit integer) image has no defined range; convert it to 'L' (8-bit) or 'I;16', or pass a "
+            "uint8 / uint16 / float array"
+        )
     if image.mode not in ("F", "1", "L", "RGB"):
         image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
     return np.array(image)  # a writable copy (torch.from_numpy warns about read-only arrays)
