@@ -178,6 +178,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.validation_max_samples < 1 or args.eval_batch_size < 1:
         parser.error("--validation_max_samples and --eval_batch_size must be >= 1")
     check_training_arguments(parser, args)
+    if args.train_fraction_seed is None:
+        args.train_fraction_seed = args.seed
     return args
 
 
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
             subsets,
             "train",
             fraction=args.train_fraction,
-            seed=args.seed if args.train_fraction_seed is None else args.train_fraction_seed,
+            seed=args.train_fraction_seed,
             max_samples=args.max_train_samples,
         )
         test_rows = (
@@ -255,10 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
     max_train_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
 
     # Model and optimisation.
-    try:
-        model, image_processor = load_model(args)
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"run_finetune.py: error: --model_name_or_path could not be loaded: {error}") from error
+    model, image_processor = load_model(args)
     learning_rate = effective_learning_rate(args, num_processes)
     optimizer = build_optimizer(model, args, learning_rate)
     lr_scheduler = build_scheduler(optimizer, args, max_train_steps, num_processes)
@@ -348,69 +347,68 @@ def main(argv: list[str] | None = None) -> dict:
     step_loss, step_batches, stop_reason = 0.0, 0, None
     train_start, images_at_start = time.perf_counter(), state.images_seen
     model.train()
-    with stop:
-        try:
-            while state.global_step < max_train_steps and stop_reason is None:
-                train_dataloader.set_epoch(state.epoch)
-                batches = train_dataloader
-                if state.batches_in_epoch:
-                    batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
-                for batch in batches:
-                    seed_for_step(args.seed, state.micro_step, accelerator.process_index)  # stochastic depth
-                    with accelerator.accumulate(model):
-                        loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
-                        losses, stop_requested = backward_and_step(
-                            accelerator, model, optimizer, lr_scheduler, loss, state, stop, args.max_grad_norm
-                        )
-                    state.micro_step += 1
-                    state.batches_in_epoch += 1
-                    state.images_seen += batch["pixel_values"].shape[0] * num_processes
-                    throughput.add(batch["pixel_values"].shape[0] * num_processes)
-                    step_loss += float(losses.mean())
-                    step_batches += 1
-                    if not accelerator.sync_gradients:
-                        continue
-
-                    state.global_step += 1
-                    progress.update(1)
-                    progress.set_postfix(
-                        loss=f"{step_loss / step_batches:.4g}", lr=f"{lr_scheduler.get_last_lr()[0]:.3g}"
+    stop.listen()
+    try:
+        while state.global_step < max_train_steps and stop_reason is None:
+            train_dataloader.set_epoch(state.epoch)
+            batches = train_dataloader
+            if state.batches_in_epoch:
+                batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
+            for batch in batches:
+                seed_for_step(args.seed, state.micro_step, accelerator.process_index)  # stochastic depth
+                with accelerator.accumulate(model):
+                    loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
+                    losses, stop_requested = backward_and_step(
+                        accelerator, model, optimizer, lr_scheduler, loss, state, stop, args.max_grad_norm
                     )
-                    if state.global_step % args.logging_steps == 0 or state.global_step == max_train_steps:
-                        accelerator.log(
-                            {
-                                "train/loss": step_loss / step_batches,
-                                "train/lr": lr_scheduler.get_last_lr()[0],
-                                "train/epoch": state.epoch,
-                                "train/images_per_second": throughput.rate(),
-                            },
-                            step=state.global_step,
-                        )
-                    step_loss, step_batches = 0.0, 0
-                    last_good = dataclasses.replace(state)
+                state.micro_step += 1
+                state.batches_in_epoch += 1
+                state.images_seen += batch["pixel_values"].shape[0] * num_processes
+                throughput.add(batch["pixel_values"].shape[0] * num_processes)
+                step_loss += float(losses.mean())
+                step_batches += 1
+                if not accelerator.sync_gradients:
+                    continue
 
-                    if stop_requested:
-                        stop_reason = stop.reason()
-                    if state.global_step % args.checkpointing_steps == 0 or stop_reason:
-                        logger.info(f"saved {checkpoints.save(accelerator, state)}")
-                    if validation_rows is not None and state.global_step % args.validation_steps == 0:
-                        results, _ = evaluate(validation_rows, "validation", state.global_step)
-                        last_validation = {**results.all, "step": state.global_step}
-                        accelerator.log(
-                            {f"val/{k}": results.all[k] for k in ("mse", "psnr", "fmse", "fpsnr")},
-                            step=state.global_step,
-                        )
-                        logger.info(
-                            f"step {state.global_step}: test-subset PSNR {results.all['psnr']:.2f} dB, fPSNR {results.all['fpsnr']:.2f} dB"
-                        )
-                    if stop_reason or state.global_step >= max_train_steps:
-                        break
-                else:
-                    state.epoch += 1
-                    state.batches_in_epoch = 0
-        except NonFiniteLossError as error:
-            progress.close()
-            exit_on_non_finite_loss(error, accelerator, checkpoints, last_good)
+                state.global_step += 1
+                progress.update(1)
+                progress.set_postfix(loss=f"{step_loss / step_batches:.4g}", lr=f"{lr_scheduler.get_last_lr()[0]:.3g}")
+                if state.global_step % args.logging_steps == 0 or state.global_step == max_train_steps:
+                    accelerator.log(
+                        {
+                            "train/loss": step_loss / step_batches,
+                            "train/lr": lr_scheduler.get_last_lr()[0],
+                            "train/epoch": state.epoch,
+                            "train/images_per_second": throughput.rate(),
+                        },
+                        step=state.global_step,
+                    )
+                step_loss, step_batches = 0.0, 0
+                last_good = dataclasses.replace(state)
+
+                if stop_requested:
+                    stop_reason = stop.reason()
+                if state.global_step % args.checkpointing_steps == 0 or stop_reason:
+                    logger.info(f"saved {checkpoints.save(accelerator, state)}")
+                if validation_rows is not None and state.global_step % args.validation_steps == 0:
+                    results, _ = evaluate(validation_rows, "validation", state.global_step)
+                    last_validation = {**results.all, "step": state.global_step}
+                    accelerator.log(
+                        {f"val/{k}": results.all[k] for k in ("mse", "psnr", "fmse", "fpsnr")}, step=state.global_step
+                    )
+                    logger.info(
+                        f"step {state.global_step}: test-subset PSNR {results.all['psnr']:.2f} dB, fPSNR {results.all['fpsnr']:.2f} dB"
+                    )
+                if stop_reason or state.global_step >= max_train_steps:
+                    break
+            else:
+                state.epoch += 1
+                state.batches_in_epoch = 0
+    except NonFiniteLossError as error:
+        progress.close()
+        exit_on_non_finite_loss(error, accelerator, checkpoints, last_good)
+    finally:
+        stop.close()
     progress.close()
     train_seconds = time.perf_counter() - train_start
 
@@ -508,7 +506,8 @@ def finetune_card(args, summary, results, subsets, learning_rate, max_train_step
         results_md += results.to_markdown()
     recipe = {
         "initialisation": args.model_name_or_path or f"random ({args.model_config})",
-        "data": f"{args.data_dir}: {', '.join(subsets)}, train fraction {args.train_fraction:g} (seed {args.seed if args.train_fraction_seed is None else args.train_fraction_seed})",
+        "data": f"{args.data_dir}: {', '.join(subsets)}, train fraction {args.train_fraction:g} "
+        f"(seed {args.train_fraction_seed})",
         "loss": args.loss_type,
         "resolution": args.resolution,
         "augmentation": f"random resized crop scale {tuple(args.crop_scale)}, hflip {not args.no_hflip}",

@@ -372,10 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
         max_train_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
 
     # Model and optimisation.
-    try:
-        model, image_processor = load_model(args)
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"run_pretrain.py: error: --model_name_or_path could not be loaded: {error}") from error
+    model, image_processor = load_model(args)
     learning_rate = effective_learning_rate(args, num_processes)
     optimizer = build_optimizer(model, args, learning_rate)
     lr_scheduler = build_scheduler(optimizer, args, max_train_steps, num_processes)
@@ -464,84 +461,84 @@ def main(argv: list[str] | None = None) -> dict:
     train_start = time.perf_counter()
     images_at_start = state.images_seen
     model.train()
-    with stop:
-        try:
-            while state.global_step < max_train_steps and stop_reason is None:
-                train_dataloader.set_epoch(state.epoch)
-                batches = train_dataloader
-                if state.batches_in_epoch:
-                    batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
+    stop.listen()
+    try:
+        while state.global_step < max_train_steps and stop_reason is None:
+            train_dataloader.set_epoch(state.epoch)
+            batches = train_dataloader
+            if state.batches_in_epoch:
+                batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
+            tick = time.perf_counter()
+            for batch in batches:
+                timings["data"] += time.perf_counter() - tick
                 tick = time.perf_counter()
-                for batch in batches:
-                    timings["data"] += time.perf_counter() - tick
-                    tick = time.perf_counter()
-                    # LEMaRT composites, new every epoch; their generator depends only on (seed, batch number).
-                    images = batch["pixel_values"].to(composite_device, non_blocking=True).float().div_(255)
-                    stream = state.micro_step * num_processes + accelerator.process_index
-                    with torch.no_grad():
-                        composed = composer(
-                            images, generator=generator_for_step(args.seed, stream, device=composite_device)
-                        )
-                    pixel_values = composed["pixel_values"].to(accelerator.device, non_blocking=True)
-                    labels = composed["labels"].to(accelerator.device, non_blocking=True)
-                    timings["composite"] += time.perf_counter() - tick
-                    tick = time.perf_counter()
-
-                    seed_for_step(args.seed, state.micro_step, accelerator.process_index)  # stochastic depth
-                    with accelerator.accumulate(model):
-                        loss = model(pixel_values=pixel_values, labels=labels).loss
-                        losses, stop_requested = backward_and_step(
-                            accelerator, model, optimizer, lr_scheduler, loss, state, stop, args.max_grad_norm
-                        )
-                    state.micro_step += 1
-                    state.batches_in_epoch += 1
-                    state.images_seen += images.shape[0] * num_processes
-                    throughput.add(images.shape[0] * num_processes)
-                    step_loss += float(losses.mean())
-                    step_batches += 1
-                    timings["step"] += time.perf_counter() - tick
-                    if not accelerator.sync_gradients:
-                        tick = time.perf_counter()
-                        continue
-
-                    state.global_step += 1
-                    progress.update(1)
-                    progress.set_postfix(
-                        loss=f"{step_loss / step_batches:.4g}", lr=f"{lr_scheduler.get_last_lr()[0]:.3g}"
+                # LEMaRT composites, new every epoch; their generator depends only on (seed, batch number).
+                images = batch["pixel_values"].to(composite_device, non_blocking=True).float().div_(255)
+                stream = state.micro_step * num_processes + accelerator.process_index
+                with torch.no_grad():
+                    composed = composer(
+                        images, generator=generator_for_step(args.seed, stream, device=composite_device)
                     )
-                    steps_since_log += 1
-                    if state.global_step % args.logging_steps == 0 or state.global_step == max_train_steps:
-                        steps = steps_since_log
-                        accelerator.log(
-                            {
-                                "train/loss": step_loss / step_batches,
-                                "train/lr": lr_scheduler.get_last_lr()[0],
-                                "train/epoch": state.epoch,
-                                "train/images_per_second": throughput.rate(),
-                                **{f"perf/{k}_seconds_per_step": v / steps for k, v in timings.items()},
-                            },
-                            step=state.global_step,
-                        )
-                        timings, steps_since_log = dict.fromkeys(timings, 0.0), 0
-                    step_loss, step_batches = 0.0, 0
-                    last_good = dataclasses.replace(state)
+                pixel_values = composed["pixel_values"].to(accelerator.device, non_blocking=True)
+                labels = composed["labels"].to(accelerator.device, non_blocking=True)
+                timings["composite"] += time.perf_counter() - tick
+                tick = time.perf_counter()
 
-                    if stop_requested:
-                        stop_reason = stop.reason()
-                    if state.global_step % args.checkpointing_steps == 0 or stop_reason:
-                        path = checkpoints.save(accelerator, state)
-                        logger.info(f"saved {path}")
-                    if args.validation_steps and state.global_step % args.validation_steps == 0:
-                        run_validation(state.global_step)
-                    if stop_reason or state.global_step >= max_train_steps:
-                        break
+                seed_for_step(args.seed, state.micro_step, accelerator.process_index)  # stochastic depth
+                with accelerator.accumulate(model):
+                    loss = model(pixel_values=pixel_values, labels=labels).loss
+                    losses, stop_requested = backward_and_step(
+                        accelerator, model, optimizer, lr_scheduler, loss, state, stop, args.max_grad_norm
+                    )
+                state.micro_step += 1
+                state.batches_in_epoch += 1
+                state.images_seen += images.shape[0] * num_processes
+                throughput.add(images.shape[0] * num_processes)
+                step_loss += float(losses.mean())
+                step_batches += 1
+                timings["step"] += time.perf_counter() - tick
+                if not accelerator.sync_gradients:
                     tick = time.perf_counter()
-                else:
-                    state.epoch += 1
-                    state.batches_in_epoch = 0
-        except NonFiniteLossError as error:
-            progress.close()
-            exit_on_non_finite_loss(error, accelerator, checkpoints, last_good)
+                    continue
+
+                state.global_step += 1
+                progress.update(1)
+                progress.set_postfix(loss=f"{step_loss / step_batches:.4g}", lr=f"{lr_scheduler.get_last_lr()[0]:.3g}")
+                steps_since_log += 1
+                if state.global_step % args.logging_steps == 0 or state.global_step == max_train_steps:
+                    steps = steps_since_log
+                    accelerator.log(
+                        {
+                            "train/loss": step_loss / step_batches,
+                            "train/lr": lr_scheduler.get_last_lr()[0],
+                            "train/epoch": state.epoch,
+                            "train/images_per_second": throughput.rate(),
+                            **{f"perf/{k}_seconds_per_step": v / steps for k, v in timings.items()},
+                        },
+                        step=state.global_step,
+                    )
+                    timings, steps_since_log = dict.fromkeys(timings, 0.0), 0
+                step_loss, step_batches = 0.0, 0
+                last_good = dataclasses.replace(state)
+
+                if stop_requested:
+                    stop_reason = stop.reason()
+                if state.global_step % args.checkpointing_steps == 0 or stop_reason:
+                    path = checkpoints.save(accelerator, state)
+                    logger.info(f"saved {path}")
+                if args.validation_steps and state.global_step % args.validation_steps == 0:
+                    run_validation(state.global_step)
+                if stop_reason or state.global_step >= max_train_steps:
+                    break
+                tick = time.perf_counter()
+            else:
+                state.epoch += 1
+                state.batches_in_epoch = 0
+    except NonFiniteLossError as error:
+        progress.close()
+        exit_on_non_finite_loss(error, accelerator, checkpoints, last_good)
+    finally:
+        stop.close()
     progress.close()
     train_seconds = time.perf_counter() - train_start
 

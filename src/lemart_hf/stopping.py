@@ -13,11 +13,12 @@ class StopRequest:
     Args:
         minutes: the budget of this invocation (None: unlimited).
 
-    Inside ``with StopRequest(minutes) as stop:`` the first SIGTERM (what job schedulers such as SLURM send before
-    they kill a job) or SIGINT (Ctrl-C) is recorded instead of ending the process: the loop finishes its step,
-    saves a checkpoint and the final model, as when the budget runs out. A second signal acts as usual (the previous
-    handlers are back). Handlers are only installed in the main thread (Python allows no others). Under torchrun,
-    which kills its workers about 30 s after forwarding a SIGTERM, the step and the saves must fit in that time.
+    Between ``listen()`` and ``close()`` (or inside ``with StopRequest(minutes) as stop:``) the first SIGTERM (what
+    job schedulers such as SLURM send before they kill a job) or SIGINT (Ctrl-C) is recorded instead of ending the
+    process: the loop finishes its step, saves a checkpoint and the final model, as when the budget runs out. A
+    second signal acts as usual (the previous handlers are back). Handlers are only installed in the main thread
+    (Python allows no others). Under torchrun, which kills its workers about 30 s after forwarding a SIGTERM, the
+    step and the saves must fit in that time.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -28,23 +29,28 @@ class StopRequest:
         self.signal_name: str | None = None
         self._previous_handlers: dict = {}
 
-    def __enter__(self) -> StopRequest:
+    def listen(self) -> StopRequest:
+        """Record the stop signals from now on (until `close`)."""
         if threading.current_thread() is threading.main_thread() and not self._previous_handlers:
             for signum in self.SIGNALS:
                 self._previous_handlers[signum] = signal.signal(signum, self._record)
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self._restore_handlers()
-
-    def _record(self, signum: int, frame) -> None:
-        self.signal_name = signal.Signals(signum).name
-        self._restore_handlers()  # a second signal, of either kind, acts as usual
-
-    def _restore_handlers(self) -> None:
+    def close(self) -> None:
+        """Give the stop signals back to the handlers they had before `listen`."""
         for number, handler in self._previous_handlers.items():
             signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: a handler set from C
         self._previous_handlers.clear()
+
+    def __enter__(self) -> StopRequest:
+        return self.listen()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _record(self, signum: int, frame) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self.close()  # a second signal, of either kind, acts as usual
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
@@ -65,8 +71,8 @@ def ignore_stop_signals(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: workers leave SIGTERM / SIGINT to the main process (see `StopRequest`).
 
     A Ctrl-C or a scheduler's SIGTERM reaches every process of the job; workers that died of it would take the
-    next batch (or the validation running at that moment) with them before the main process could finish and save. They still exit when the main
-    process does (PyTorch's workers watch their parent).
+    next batch (or the validation running at that moment) with them before the main process could finish and
+    save. They still exit when the main process does (PyTorch's workers watch their parent).
     """
     for signum in StopRequest.SIGNALS:
         signal.signal(signum, signal.SIG_IGN)

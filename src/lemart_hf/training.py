@@ -313,19 +313,23 @@ def check_launch(accelerator) -> None:
       process would train alone and all of them would write the same output folder.
     - fp16 mixed precision on a CPU, which Accelerate ignores (training would run in float32).
     """
-    prog = os.path.basename(sys.argv[0]) or "lemart_hf"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1 and accelerator.num_processes == 1:
         raise SystemExit(
-            f"{prog}: error: launched as {world_size} processes, but Accelerate runs each of them alone (they would "
+            f"{_prog()}: error: launched as {world_size} processes, but Accelerate runs each of them alone (they would "
             f"overwrite each other's outputs); without GPUs, launch with ACCELERATE_USE_CPU=1 accelerate launch "
             f"--multi_gpu --num_processes {world_size} ..."
         )
     if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
         raise SystemExit(
-            f"{prog}: error: fp16 mixed precision needs a GPU (on a CPU, Accelerate would quietly run in float32); "
+            f"{_prog()}: error: fp16 mixed precision needs a GPU (on a CPU, Accelerate would quietly run in float32); "
             "use --mixed_precision bf16 or no"
         )
+
+
+def _prog() -> str:
+    """The running script's name, as argparse starts its error lines."""
+    return os.path.basename(sys.argv[0]) or "lemart_hf"
 
 
 def resolve_model_config(name_or_path: str | None, model_type: str | None = None, **overrides):
@@ -376,7 +380,8 @@ def load_model(args: argparse.Namespace):
     """The model to train and its image processor (working size ``--resolution``).
 
     From ``--model_name_or_path`` (any architecture registered with `AutoModelForImageToImage`) or a fresh model of
-    ``--model_type`` / ``--model_config``. The config's ``loss_type`` is set to ``--loss_type``.
+    ``--model_type`` / ``--model_config``. The config's ``loss_type`` is set to ``--loss_type``. A model that
+    cannot be loaded exits with a one-line error.
     """
     from transformers import AutoImageProcessor, AutoModelForImageToImage
 
@@ -385,7 +390,10 @@ def load_model(args: argparse.Namespace):
 
     size = {"height": args.resolution, "width": args.resolution}
     if args.model_name_or_path is not None:
-        model = AutoModelForImageToImage.from_pretrained(args.model_name_or_path)
+        try:
+            model = AutoModelForImageToImage.from_pretrained(args.model_name_or_path)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"{_prog()}: error: --model_name_or_path could not be loaded: {error}") from error
         try:
             image_processor = AutoImageProcessor.from_pretrained(args.model_name_or_path)
             image_processor.size = size
@@ -629,8 +637,8 @@ class CheckpointManager:
 def _generation(checkpoint: Path) -> int:
     """The generation recorded in a complete checkpoint (0 for ones saved before generations, or unreadable)."""
     try:
-        return int(json.loads((checkpoint / TRAINING_STATE_FILE).read_text(encoding="utf-8")).get("generation", 0))
-    except (OSError, ValueError, AttributeError):
+        return int(load_training_state(checkpoint).generation)
+    except (OSError, ValueError, TypeError):
         return 0
 
 
@@ -723,9 +731,8 @@ def exit_on_non_finite_loss(
     if not (is_complete_checkpoint(saved) and _generation(saved) == checkpoints.generation):
         saved = checkpoints.save(accelerator, last_good)
     accelerator.end_training()
-    prog = os.path.basename(sys.argv[0]) or "lemart_hf"
     raise SystemExit(
-        f"{prog}: error: stopping, {error}. The model, optimizer and data position after the last good step "
+        f"{_prog()}: error: stopping, {error}. The model, optimizer and data position after the last good step "
         f"({last_good.global_step}) are in {saved}. Lower --learning_rate, keep --max_grad_norm on, or use "
         f"--mixed_precision no / bf16 instead of fp16; then resume with --resume_from_checkpoint {saved}."
     ) from None
@@ -1052,8 +1059,8 @@ __all__ = [
     "CheckpointManager",
     "HarmonizationTrainingPairs",
     "NonFiniteLossError",
-    "Throughput",
     "StopRequest",
+    "Throughput",
     "TrainingState",
     "add_checkpointing_arguments",
     "add_hub_arguments",
@@ -1063,24 +1070,24 @@ __all__ = [
     "backward_and_step",
     "build_optimizer",
     "build_scheduler",
+    "check_launch",
     "check_training_arguments",
     "checkpoint_step",
     "collate_pairs",
     "command_line",
     "dataloader_kwargs",
-    "exit_on_non_finite_loss",
     "default_hub_model_id",
     "effective_learning_rate",
+    "exit_on_non_finite_loss",
     "files_to_upload",
     "is_complete_checkpoint",
     "load_model",
     "load_training_state",
     "log_sample_grid",
-    "check_launch",
     "make_accelerator",
-    "model_path_problem",
     "make_sample_grid",
     "model_card",
+    "model_path_problem",
     "push_folder_to_hub",
     "resolve_model_config",
     "resolve_report_to",

@@ -63,6 +63,15 @@ def common_args(tiny_config: str, output_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def wait_for_checkpoint(process: subprocess.Popen, checkpoint: Path, seconds: float = 240) -> None:
+    """Until the running ``process`` has written the complete ``checkpoint`` (its training state lands last)."""
+    deadline = time.monotonic() + seconds
+    while not (checkpoint / "training_state.json").is_file():
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, f"no {checkpoint.name} within {seconds:g} s"
+        time.sleep(0.01)
+
+
 def read_front_matter(readme: Path) -> dict:
     import yaml
 
@@ -171,11 +180,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(
     command = [sys.executable, str(EXAMPLES / "run_pretrain.py"), *args(interrupted)]
     process = subprocess.Popen(command, cwd=ROOT, env=example_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 240
-        while not (interrupted / "checkpoint-3" / "training_state.json").is_file():
-            assert process.poll() is None, process.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint-3 within 4 minutes"
-            time.sleep(0.01)
+        wait_for_checkpoint(process, interrupted / "checkpoint-3")
         process.kill()
         process.wait()
     finally:
@@ -214,11 +219,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_the_model(
         command, cwd=ROOT, env=example_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
     try:
-        deadline = time.monotonic() + 240
-        while not (output_dir / "checkpoint-2" / "training_state.json").is_file():
-            assert process.poll() is None, process.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint-2 within 4 minutes"
-            time.sleep(0.01)
+        wait_for_checkpoint(process, output_dir / "checkpoint-2")
         os.killpg(process.pid, signal.SIGTERM)  # the whole process group, as schedulers and Ctrl-C do
         _, stderr = process.communicate(timeout=120)
     finally:

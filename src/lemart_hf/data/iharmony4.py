@@ -145,12 +145,11 @@ def _collect_entries(
     return entries
 
 
-def _subsample(
-    indices: list[int], fraction: float | None, max_samples: int | None, rng: np.random.Generator
-) -> list[int]:
+def _subsample(indices: list[int], fraction: float | None, max_samples: int | None, seed: int) -> list[int]:
+    """A seeded uniform ``fraction`` of ``indices`` (list order kept, at least one), then at most ``max_samples``."""
     if fraction is not None and fraction < 1.0:
         keep = max(1, int(round(fraction * len(indices)))) if indices else 0
-        chosen = rng.choice(len(indices), size=keep, replace=False)
+        chosen = np.random.default_rng(seed).choice(len(indices), size=keep, replace=False)
         indices = [indices[i] for i in sorted(chosen)]
     if max_samples is not None:
         indices = indices[:max_samples]
@@ -227,8 +226,7 @@ def load_iharmony4(
     for subset in subsets:
         subset_entries = [e for e in entries if e[0] == subset]
         composites, masks, reals = indexes[subset]
-        sample = _subsample(list(range(len(subset_entries))), fraction, max_samples, np.random.default_rng(seed))
-        for i in sample:
+        for i in _subsample(list(range(len(subset_entries))), fraction, max_samples, seed):
             name = subset_entries[i][1]
             real_stem, mask_stem = split_composite_name(name)
             found = (composites.resolve(name), masks.resolve(mask_stem, ".png"), reals.resolve(real_stem, ".jpg"))

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 
 from .masks import MASK_STRATEGIES, make_mask
-from .perturbations import DEFAULT_PERTURBATIONS, Perturbation, RandomPerturbations, runs_densely
+from .perturbations import DEFAULT_PERTURBATIONS, Perturbation, RandomPerturbations, check_images, runs_densely
 from .seeding import generator_on_device
 
 # Images with both sides at least this long have their change checked on every 4th pixel (see foreground_change).
@@ -99,7 +99,7 @@ class LEMaRTComposer:
         Returns:
             ``{"pixel_values": (B, 4, H, W), "labels": (B, 3, H, W), "mask": (B, 1, H, W)}`` (see the class).
         """
-        _check_images(images)
+        check_images(images)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}.")
         generator = generator_on_device(generator, images.device)
@@ -167,13 +167,6 @@ class LEMaRTComposer:
         """The fallback for a perturbation too weak to see: every value ``2 * min_change`` closer to mid-grey."""
         step = 2 * self.min_change
         return torch.where(images < 0.5, images + step, images - step)
-
-
-def _check_images(images) -> None:
-    if not isinstance(images, torch.Tensor):
-        raise ValueError(f"Expected a torch.Tensor of images (B, 3, H, W) in [0, 1], got {type(images).__name__}.")
-    if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
-        raise ValueError(f"Expected float images of shape (B, 3, H, W), got {images.dtype} {tuple(images.shape)}.")
 
 
 def _has_foreground(mask: torch.Tensor) -> torch.Tensor:

@@ -77,19 +77,12 @@ def random_mask(
     """Per image, a random ``round(mask_ratio * grid_size**2)`` of the ``grid_size**2`` patches: (B, 1, H, W).
 
     Where ``grid_size`` does not divide the image, patches differ in size by a pixel; the number taken is then
-    the one whose area comes closest to ``mask_ratio`` (see ``_closest_area_prefix``).
+    the one whose area comes closest to ``mask_ratio`` (see ``_first_patches``).
     """
     device = _device(generator, device)
-    num_patches = grid_size * grid_size
-    num_masked = _num_masked_patches(mask_ratio, num_patches)
-    scores = torch.rand(batch_size, num_patches, generator=generator, device=device)
-    if height % grid_size == 0 and width % grid_size == 0:
-        chosen = scores.topk(num_masked, dim=1).indices
-        patches = torch.zeros(batch_size, num_patches, device=device, dtype=dtype).scatter_(1, chosen, 1.0)
-    else:
-        order = scores.argsort(dim=1, descending=True)
-        patches = _closest_area_prefix(order, height, width, grid_size, mask_ratio).to(dtype)
-    return _patches_to_pixels(patches.view(batch_size, 1, grid_size, grid_size), height, width)
+    scores = torch.rand(batch_size, grid_size * grid_size, generator=generator, device=device)
+    patches = _first_patches(scores.argsort(dim=1, descending=True), height, width, grid_size, mask_ratio)
+    return _patches_to_pixels(patches.to(dtype).view(batch_size, 1, grid_size, grid_size), height, width)
 
 
 def grid_mask(
@@ -108,14 +101,9 @@ def grid_mask(
     the whole image, and ratio 0.5 gives a checkerboard. Where ``grid_size`` does not divide the image, the number
     taken is the one whose area comes closest to ``mask_ratio`` (patches then differ in size by a pixel).
     """
-    num_masked = _num_masked_patches(mask_ratio, grid_size * grid_size)
     dither_order = _bayer_matrix(grid_size).flatten().argsort().to(device)
-    if height % grid_size == 0 and width % grid_size == 0:
-        patches = torch.zeros(grid_size * grid_size, device=device, dtype=dtype)
-        patches[dither_order[:num_masked]] = 1.0
-    else:
-        patches = _closest_area_prefix(dither_order[None], height, width, grid_size, mask_ratio)[0].to(dtype)
-    pattern = _patches_to_pixels(patches.view(1, 1, grid_size, grid_size), height, width)
+    patches = _first_patches(dither_order[None], height, width, grid_size, mask_ratio)
+    pattern = _patches_to_pixels(patches.to(dtype).view(1, 1, grid_size, grid_size), height, width)
     return pattern.expand(batch_size, 1, height, width).contiguous()
 
 
@@ -214,24 +202,26 @@ def _convex_quad_distance(
     return (along_x + along_y).amin(dim=1)
 
 
-def _closest_area_prefix(
-    order: torch.Tensor, height: int, width: int, grid_size: int, mask_ratio: float
-) -> torch.Tensor:
-    """(B, m*m) 0/1 patch choices: per row of ``order`` (patch indices, most wanted first), the first k patches,
-    k chosen so that their pixel area is the closest to ``mask_ratio * height * width``.
+def _first_patches(order: torch.Tensor, height: int, width: int, grid_size: int, mask_ratio: float) -> torch.Tensor:
+    """(B, m*m) float 0/1: per row of ``order`` (patch indices, most wanted first), its first k patches.
 
-    The areas are those ``_patches_to_pixels`` gives the patches at (height, width). No value is read back from the
-    device.
+    k is ``round(mask_ratio * m*m)`` where ``grid_size`` divides the image (all patches equal). Elsewhere patches
+    differ in size by a pixel, as ``_patches_to_pixels`` draws them at (height, width), and k per row is the count
+    whose pixel area comes closest to ``mask_ratio * height * width``. Nothing is read back from the device.
     """
     num_patches = grid_size * grid_size
-    index_map = torch.arange(num_patches, device=order.device, dtype=torch.float32).view(1, 1, grid_size, grid_size)
-    pixel_patches = _patches_to_pixels(index_map, height, width).flatten().long()
-    areas = torch.zeros(num_patches, device=order.device).scatter_add_(
-        0, pixel_patches, torch.ones(height * width, device=order.device)
-    )
-    covered = F.pad(areas[order].cumsum(dim=1), (1, 0))  # (B, m*m + 1): area of the first k patches, k = 0 .. m*m
-    count = (covered - mask_ratio * height * width).abs().argmin(dim=1, keepdim=True)
-    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(num_patches, device=order.device).expand_as(order))
+    device = order.device
+    if height % grid_size == 0 and width % grid_size == 0:
+        count = torch.full((order.shape[0], 1), _num_masked_patches(mask_ratio, num_patches), device=device)
+    else:
+        index_map = torch.arange(num_patches, device=device, dtype=torch.float32).view(1, 1, grid_size, grid_size)
+        pixel_patches = _patches_to_pixels(index_map, height, width).flatten().long()
+        areas = torch.zeros(num_patches, device=device).scatter_add_(
+            0, pixel_patches, torch.ones(height * width, device=device)
+        )
+        covered = F.pad(areas[order].cumsum(dim=1), (1, 0))  # (B, m*m + 1): area of the first k, k = 0 .. m*m
+        count = (covered - mask_ratio * height * width).abs().argmin(dim=1, keepdim=True)
+    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(num_patches, device=device).expand_as(order))
     return (ranks < count).float()
 
 

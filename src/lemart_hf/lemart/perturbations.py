@@ -337,9 +337,7 @@ class RandomPerturbations:
         Returns:
             (B, 3, H, W) perturbed images in [0, 1], same dtype and device (``out`` when given).
         """
-        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise ValueError(f"Expected images of shape (B, 3, H, W), got {shape}.")
+        check_images(images)
         batch, _, height, width = images.shape
         plan = self._plan(images, generator)
         if out is None:
@@ -448,6 +446,14 @@ class RandomPerturbations:
         first_run = torch.where(has_pixel_step.view(-1, 1, 1), first_run, run)
         final_run = torch.where(has_pixel_step.view(-1, 1, 1), run, identity)
         return _PerturbationPlan(slot_ops, strengths, first_run, runs_before, final_run, last_pixel_slot)
+
+
+def check_images(images) -> None:
+    """`ValueError` unless ``images`` is a float tensor (B, 3, H, W)."""
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"Expected a torch.Tensor of images (B, 3, H, W) in [0, 1], got {type(images).__name__}.")
+    if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
+        raise ValueError(f"Expected float images of shape (B, 3, H, W), got {images.dtype} {tuple(images.shape)}.")
 
 
 def runs_densely(device: torch.device, dense: bool | None) -> bool:

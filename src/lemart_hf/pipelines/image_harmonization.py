@@ -49,7 +49,7 @@ def _open(value: Any, name: str) -> Any:
 
 
 class _RowsDataset(torch.utils.data.Dataset):
-    """A Hugging Face `datasets.Dataset` (rows as dicts) as the torch `Dataset` that `Pipeline` streams through its DataLoader."""
+    """A Hugging Face `datasets.Dataset` (rows as dicts) as the torch `Dataset` that `Pipeline` streams."""
 
     def __init__(self, rows: Any):
         self.rows = rows
@@ -90,9 +90,9 @@ class ImageHarmonizationPipeline(Pipeline):
     torch tensors ([C, ]H, W); uint8, uint16, bool or float in [0, 1]. Pillow reads 16-bit RGB files as 8-bit: pass
     those as uint16 arrays to keep their precision. Grayscale is replicated to RGB, an image's alpha channel is
     ignored, EXIF orientation is applied (files and PIL images); a mask is 1 (or 255) on the region to harmonize,
-    soft values allowed, an RGB mask is averaged, an RGBA mask with transparency is its alpha channel. Batches: a list of images with a list of masks, a
-    list of `{"image", "mask"}` dicts or (image, mask) pairs, a 4-D array / tensor, or a generator, torch
-    `Dataset` or Hugging Face `datasets.Dataset` of such dicts (streamed).
+    soft values allowed, an RGB mask is averaged, an RGBA mask with transparency is its alpha channel. Batches: a
+    list of images with a list of masks, a list of `{"image", "mask"}` dicts or (image, mask) pairs, a 4-D array /
+    tensor, or a generator, torch `Dataset` or Hugging Face `datasets.Dataset` of such dicts (streamed).
 
     Parameters (at construction or per call):
         output_type (`str`, defaults to `"pil"`): `"pil"` (RGB uint8), `"pt"` ((3, H, W) float32 tensor in [0, 1])
