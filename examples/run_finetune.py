@@ -39,8 +39,10 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from lemart_hf.data import IHARMONY4_SUBSETS, find_subsets, load_iharmony4
+from lemart_hf.data import IHARMONY4_SUBSETS, find_subsets, hold_out_photos, load_iharmony4
 from lemart_hf.data.photos import EpochShuffleSampler
+from lemart_hf.lemart import LEMaRTComposer, generator_for_step
+from lemart_hf.lemart.mixing import mix_self_supervised, mixed_counts
 from lemart_hf.evaluation import ALL, evaluate_harmonization, model_predictor
 from lemart_hf.metrics import PROTOCOLS, get_protocol
 from lemart_hf.models.architectures import architecture_of_config
@@ -129,6 +131,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="At most this many test pairs per subset in the final evaluation.",
     )
     data.add_argument(
+        "--validation_fraction",
+        type=float,
+        default=0.0,
+        help="Hold out this share of the training photos (all composites of a photo together, the same photos for "
+        "every seed) as the validation split of --validation_steps, to choose steps and learning rate without "
+        "looking at the test split. 0 (default): validation scores the first --validation_max_samples test pairs "
+        "(monitoring only).",
+    )
+    data.add_argument(
         "--validation_max_samples",
         type=int,
         default=64,
@@ -148,6 +159,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="Visit each pair this many times per epoch (default: enough for one optimizer step per epoch).",
+    )
+    mix = parser.add_argument_group(
+        "self-supervised samples in the batches (keep a model from learning 'make the foreground look like its "
+        "background', which colour-transfer labels teach and real composites punish)"
+    )
+    mix.add_argument(
+        "--lemart_fraction",
+        type=float,
+        default=0.0,
+        help="Share of each batch replaced by LEMaRT composites of the pairs' real images, perturbed inside their "
+        "object masks (target: the real image).",
+    )
+    mix.add_argument(
+        "--identity_fraction",
+        type=float,
+        default=0.0,
+        help="Share of each batch given the real image itself as input (target: unchanged).",
     )
     data.add_argument("--eval_batch_size", type=int, default=16, help="Batch size per process for evaluation.")
     data.add_argument(
@@ -175,6 +203,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("max_train_samples", "max_eval_samples", "dataset_repeats"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not 0.0 <= args.validation_fraction < 1.0:
+        parser.error(f"--validation_fraction must be in [0, 1), got {args.validation_fraction}")
+    try:
+        mixed_counts(args.train_batch_size, args.lemart_fraction, args.identity_fraction)
+    except ValueError as error:
+        parser.error(f"--lemart_fraction / --identity_fraction: {error}")
     if args.validation_max_samples < 1 or args.eval_batch_size < 1:
         parser.error("--validation_max_samples and --eval_batch_size must be >= 1")
     check_training_arguments(parser, args)
@@ -218,11 +252,14 @@ def main(argv: list[str] | None = None) -> dict:
             if args.skip_final_evaluation
             else load_iharmony4(args.data_dir, subsets, "test", max_samples=args.max_eval_samples)
         )
-        validation_rows = (
-            load_iharmony4(args.data_dir, subsets, "test", max_samples=args.validation_max_samples)
-            if args.validation_steps
-            else None
-        )
+        if args.validation_fraction > 0:
+            train_rows, validation_rows = hold_out_photos(train_rows, args.validation_fraction)
+            validation_title = "validation"
+        else:
+            validation_rows = load_iharmony4(args.data_dir, subsets, "test", max_samples=args.validation_max_samples)
+            validation_title = "test-subset"
+        if not args.validation_steps:
+            validation_rows = None
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"run_finetune.py: error: {error}") from error
     protocol = get_protocol(args.eval_protocol)
@@ -256,6 +293,9 @@ def main(argv: list[str] | None = None) -> dict:
     updates_per_epoch = math.ceil(batches_per_epoch / args.gradient_accumulation_steps)
     max_train_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
 
+    mixes = args.lemart_fraction > 0 or args.identity_fraction > 0
+    composer = LEMaRTComposer() if args.lemart_fraction > 0 else None
+
     # Model and optimisation.
     model, image_processor = load_model(args)
     learning_rate = effective_learning_rate(args, num_processes)
@@ -274,6 +314,9 @@ def main(argv: list[str] | None = None) -> dict:
         "train_fraction_seed": args.train_fraction_seed,
         "train_pairs": len(train_dataset),
         "subsets": list(subsets),
+        "validation_fraction": args.validation_fraction,
+        "lemart_fraction": args.lemart_fraction,
+        "identity_fraction": args.identity_fraction,
     }
     state = TrainingState(run=run_settings)
     resume_from = checkpoints.resolve(args.resume_from_checkpoint)
@@ -355,6 +398,16 @@ def main(argv: list[str] | None = None) -> dict:
             if state.batches_in_epoch:
                 batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
             for batch in batches:
+                if mixes:  # drawn from (seed, batch number) alone, so a resumed run mixes exactly the same
+                    stream = state.micro_step * num_processes + accelerator.process_index
+                    with torch.no_grad():
+                        batch = mix_self_supervised(
+                            batch,
+                            composer,
+                            lemart_fraction=args.lemart_fraction,
+                            identity_fraction=args.identity_fraction,
+                            generator=generator_for_step(args.seed, stream),
+                        )
                 seed_for_step(args.seed, state.micro_step, accelerator.process_index)  # stochastic depth
                 with accelerator.accumulate(model):
                     loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
@@ -391,13 +444,14 @@ def main(argv: list[str] | None = None) -> dict:
                 if state.global_step % args.checkpointing_steps == 0 or stop_reason:
                     logger.info(f"saved {checkpoints.save(accelerator, state)}")
                 if validation_rows is not None and state.global_step % args.validation_steps == 0:
-                    results, _ = evaluate(validation_rows, "validation", state.global_step)
+                    results, _ = evaluate(validation_rows, validation_title, state.global_step)
                     last_validation = {**results.all, "step": state.global_step}
                     accelerator.log(
                         {f"val/{k}": results.all[k] for k in ("mse", "psnr", "fmse", "fpsnr")}, step=state.global_step
                     )
                     logger.info(
-                        f"step {state.global_step}: test-subset PSNR {results.all['psnr']:.2f} dB, fPSNR {results.all['fpsnr']:.2f} dB"
+                        f"step {state.global_step}: {validation_title} PSNR {results.all['psnr']:.2f} dB, "
+                        f"fPSNR {results.all['fpsnr']:.2f} dB"
                     )
                 if stop_reason or state.global_step >= max_train_steps:
                     break
@@ -508,6 +562,11 @@ def finetune_card(args, summary, results, subsets, learning_rate, max_train_step
         "initialisation": args.model_name_or_path or f"random ({args.model_config})",
         "data": f"{args.data_dir}: {', '.join(subsets)}, train fraction {args.train_fraction:g} "
         f"(seed {args.train_fraction_seed})",
+        "validation": f"{args.validation_fraction:.0%} of the training photos held out"
+        if args.validation_fraction
+        else "test-subset monitoring",
+        "self-supervised samples": f"{args.lemart_fraction:.0%} LEMaRT composites in the object masks, "
+        f"{args.identity_fraction:.0%} identity",
         "loss": args.loss_type,
         "resolution": args.resolution,
         "augmentation": f"random resized crop scale {tuple(args.crop_scale)}, hflip {not args.no_hflip}",

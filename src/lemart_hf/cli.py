@@ -1,5 +1,6 @@
 """`lemart-harmonize`: harmonize composites from the command line with the "image-harmonization" pipeline.
 
+    lemart-harmonize composite.jpg mask.png -o harmonized.png      # the packaged default model, offline
     lemart-harmonize --model PATH_OR_ID composite.jpg mask.png -o harmonized.png
     lemart-harmonize --model PATH_OR_ID --input_dir composites/ --output_dir harmonized/
 
@@ -18,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from .default_model import DEFAULT_MODEL_NAME, default_model_path
 
 PROG = "lemart-harmonize"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -47,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("composite", nargs="?", help="composite image (single-image mode)")
     parser.add_argument("mask", nargs="?", help="its mask: white (or 1) = the region to harmonize, soft edges allowed")
-    parser.add_argument("--model", required=True, help="model folder or Hugging Face Hub id")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"model folder or Hugging Face Hub id (default: the packaged {DEFAULT_MODEL_NAME}, offline)",
+    )
     parser.add_argument("-o", "--output", help="output image (single-image mode); format from its extension")
     parser.add_argument("--input_dir", help="folder mode: composites NAME.EXT with masks NAME_mask.png")
     parser.add_argument("--output_dir", help="folder mode: where NAME.png are written (created if needed)")
@@ -243,6 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder_mode = bool(args.input_dir or args.output_dir)
         jobs = _folder_jobs(args) if folder_mode else _single_jobs(args)
         device = _check_device(args.device)
+        if args.model is None:
+            try:
+                args.model = default_model_path()
+            except FileNotFoundError as error:
+                raise InputError(str(error)) from error
         _check_model(args.model)
         pipe = _load_pipeline(args, size, device)
         inputs = ({"image": str(composite), "mask": str(mask)} for composite, mask, _ in jobs)

@@ -7,6 +7,7 @@ next to its weights, so a saved folder also loads with `trust_remote_code=True` 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageToImage
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .default_model import DEFAULT_MODEL_DIR
 from .models.architectures import ARCHITECTURES
 from .models.swinih import SwinIHImageProcessor
 from .pipelines import ImageHarmonizationPipeline
@@ -36,7 +37,8 @@ def register_pipelines() -> None:
     """Register the "image-harmonization" task with transformers' `pipeline()`.
 
     `pipe.save_pretrained` then writes `custom_pipelines` into the config and copies the pipeline's source, so the
-    task also loads with `pipeline(..., trust_remote_code=True)` where lemart_hf is not installed.
+    task also loads with `pipeline(..., trust_remote_code=True)` where lemart_hf is not installed. With no model
+    named, `pipeline("image-harmonization")` loads the packaged default (`lemart_hf.default_model`), offline.
     """
     if PIPELINE_REGISTRY.supported_tasks.get("image-harmonization", {}).get("impl") is ImageHarmonizationPipeline:
         return
@@ -44,5 +46,6 @@ def register_pipelines() -> None:
         "image-harmonization",
         pipeline_class=ImageHarmonizationPipeline,
         pt_model=AutoModelForImageToImage,
+        default={"model": (str(DEFAULT_MODEL_DIR), None)},
         type="image",
     )

@@ -174,3 +174,22 @@ def test_collator_train_mode_and_crop_flip(tree):
     ramp = torch.arange(12.0).view(1, 3, 4).expand(3, 3, 4).contiguous()
     out = random_resized_crop_flip({"a": ramp, "b": ramp.clone()}, (3, 4), scale=(1.0, 1.0), hflip_p=1.0)
     assert torch.equal(out["a"], ramp.flip(-1)) and torch.equal(out["a"], out["b"])
+
+
+def test_held_out_photos_keep_every_composite_of_a_photo_together(tmp_path):
+    import datasets
+
+    from lemart_hf.data import hold_out_photos
+
+    names = [f"p{i:03d}_1_{k}.jpg" for i in range(200) for k in (1, 2)]
+    rows = datasets.Dataset.from_dict({"subset": ["S"] * len(names), "name": names})
+    kept, held = hold_out_photos(rows, 0.1)
+    assert len(kept) + len(held) == len(rows)
+    photos = lambda d: {n.split("_")[0] for n in d["name"]}  # noqa: E731
+    assert not photos(kept) & photos(held)
+    assert 10 <= len(photos(held)) <= 30  # about 10% of 200 photos
+    assert hold_out_photos(rows.select(range(100)), 0.1)[1]["name"] == [n for n in held["name"] if n < "p050"]
+    unheld = [i for i, n in enumerate(names) if n.split("_")[0] not in photos(held)][:4]  # two photos
+    assert hold_out_photos(rows.select(unheld), 0.1)[1]["name"] == [names[unheld[0]], names[unheld[1]]]  # still one
+    with pytest.raises(ValueError, match="leaves no training pairs"):
+        hold_out_photos(rows.select(range(2)), 0.1)  # one photo

@@ -123,6 +123,35 @@ def test_resumed_finetuning_equals_uninterrupted(tmp_path, iharmony4_root, tiny_
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_self_supervised_mix_and_held_out_validation_resume_exactly(
+    tmp_path, iharmony4_root, tiny_config, run_in_process
+):
+    """LEMaRT and identity samples in the batches, validation on held-out training photos; a run resumed from a
+    mid-run checkpoint mixes the same samples, so its weights equal the uninterrupted run's."""
+
+    def args(output_dir):
+        return common_args(iharmony4_root, output_dir) + [
+            "--model_config", tiny_config, "--max_train_steps", "4", "--checkpointing_steps", "2",
+            "--validation_steps", "2", "--validation_fraction", "0.2", "--lemart_fraction", "0.5",
+            "--identity_fraction", "0.5", "--dataloader_num_workers", "0", "--skip_final_evaluation",
+        ]  # fmt: skip
+
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    summary = run_in_process("run_finetune.py", args(reference))
+    assert 0 < summary["train_pairs"] < 8  # 8 training photos, some held out
+    assert summary["validation"]["step"] == 4 and summary["validation"]["fpsnr"] > 0
+    card = (reference / "README.md").read_text()
+    assert "50% LEMaRT composites in the object masks, 50% identity" in card
+    assert "20% of the training photos held out" in card
+    import shutil
+
+    resumed.mkdir()
+    shutil.copytree(reference / "checkpoint-2", resumed / "checkpoint-2")
+    run_in_process("run_finetune.py", args(resumed) + ["--resume_from_checkpoint", "latest"])
+    a, b = load_file(reference / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_push_to_hub_uploads_the_final_folder(tmp_path, iharmony4_root, tiny_config, run_in_process, monkeypatch):
     """Everything up to the network call: the repository and the folder that would be uploaded."""
     import huggingface_hub
@@ -169,6 +198,8 @@ def test_push_to_hub_uploads_the_final_folder(tmp_path, iharmony4_root, tiny_con
         (["--subsets", "HCOCO"], "--subsets ['HCOCO'] not found"),
         (["--model_config", "swinih-huge"], "is neither a preset ("),
         (["--model_name_or_path", "./no/such/model"], "is not a directory"),
+        (["--lemart_fraction", "0.8", "--identity_fraction", "0.5"], "--lemart_fraction / --identity_fraction: the LEMaRT and identity fractions must be >= 0 with a sum <= 1"),
+        (["--validation_fraction", "1"], "--validation_fraction must be in [0, 1)"),
     ],
 )
 def test_bad_arguments_give_clear_errors(extra, message, iharmony4_root, tmp_path, capsys):

@@ -261,6 +261,35 @@ def load_iharmony4(
     return datasets.Dataset.from_dict(columns, features=features)
 
 
+def hold_out_photos(dataset, fraction: float):
+    """Split `load_iharmony4` rows into (kept, held out) by source photo, for a validation split carved from train.
+
+    A photo (``subset`` + real stem of ``name``, so every composite of one photo lands on the same side) is held
+    out when a hash of its name falls below ``fraction``: the split depends on nothing but the names, so it is the
+    same for every seed, label fraction and run, and a photo added later does not move the others.
+
+    Args:
+        dataset: a `datasets.Dataset` with ``subset`` and ``name`` columns.
+        fraction: share of the photos to hold out, in [0, 1).
+
+    Returns:
+        ``(kept, held_out)``, both `datasets.Dataset` in the input's row order.
+    """
+    import hashlib
+
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the held-out fraction must be in [0, 1), got {fraction}")
+    photos = [f"{subset}/{split_composite_name(name)[0]}" for subset, name in zip(dataset["subset"], dataset["name"])]
+    held_photos = {p for p in photos if int.from_bytes(hashlib.sha256(p.encode()).digest()[:8], "big") < fraction * 2**64}
+    if fraction > 0 and not held_photos:
+        held_photos = {photos[0]}  # a tiny set still gets a validation photo
+    held = [p in held_photos for p in photos]
+    kept = [i for i, h in enumerate(held) if not h]
+    if not kept:
+        raise ValueError(f"holding out {fraction:.0%} of the photos leaves no training pairs")
+    return dataset.select(kept), dataset.select([i for i, h in enumerate(held) if h])
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Rows -> tensors
 

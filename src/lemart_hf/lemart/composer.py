@@ -87,7 +87,9 @@ class LEMaRTComposer:
             f"max_redraws={self.max_redraws}, dense={self.dense})"
         )
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, images: torch.Tensor, generator: torch.Generator | None = None, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Composite a batch.
 
         Args:
@@ -95,6 +97,8 @@ class LEMaRTComposer:
             generator: source of all randomness. One on another device than the images (e.g. a CPU generator for
                 CUDA images) seeds a generator on the images' device from one draw, deterministically. ``None``:
                 torch's global RNG.
+            mask: optional (B, 1, H, W) foreground masks to perturb inside (e.g. the real object masks of labelled
+                pairs) instead of drawing them with ``mask_strategy``; on the images' device, thresholded at 0.5.
 
         Returns:
             ``{"pixel_values": (B, 4, H, W), "labels": (B, 3, H, W), "mask": (B, 1, H, W)}`` (see the class).
@@ -106,17 +110,22 @@ class LEMaRTComposer:
         batch, _, height, width = images.shape
         if batch == 0 or height == 0 or width == 0:
             raise ValueError(f"Expected a non-empty batch of images, got shape {tuple(images.shape)}.")
-        mask = make_mask(
-            self.mask_strategy,
-            batch,
-            height,
-            width,
-            self.mask_ratio,
-            self.grid_size,
-            generator=generator,
-            device=images.device,
-            dtype=images.dtype,
-        )
+        if mask is None:
+            mask = make_mask(
+                self.mask_strategy,
+                batch,
+                height,
+                width,
+                self.mask_ratio,
+                self.grid_size,
+                generator=generator,
+                device=images.device,
+                dtype=images.dtype,
+            )
+        elif not isinstance(mask, torch.Tensor) or mask.shape != (batch, 1, height, width):
+            raise ValueError(f"mask must be a tensor of shape {(batch, 1, height, width)}, got {_describe(mask)}.")
+        else:
+            mask = (mask > 0.5).to(images.dtype)  # binary, without reading anything back from the device
         pixel_values = images.new_empty(batch, 4, height, width)
         dense = runs_densely(images.device, self.dense)
         perturb_visibly = self._perturb_visibly_at_once if dense else self._perturb_visibly
@@ -167,6 +176,10 @@ class LEMaRTComposer:
         """The fallback for a perturbation too weak to see: every value ``2 * min_change`` closer to mid-grey."""
         step = 2 * self.min_change
         return torch.where(images < 0.5, images + step, images - step)
+
+
+def _describe(value) -> str:
+    return f"{value.dtype} {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
 
 
 def _has_foreground(mask: torch.Tensor) -> torch.Tensor:
