@@ -15,7 +15,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"lemart_hf": ["metrics/*.py", "py.typed", "released/*/*.json", "released/*/*.safetensors"]},
+    package_data={"lemart_hf": ["metrics/*.py", "py.typed", "released/*/*.json", "released/*/*.safetensors", "sample_composites/*"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",

@@ -4,8 +4,10 @@
 Real composites have no ground truth: look at the pages, and read the colour shifts (how far each method moved the
 foreground's mean colour, Δa*b*, and lightness, ΔL*) to spot a model that adds casts the composite did not have.
 
-    python examples/compare_on_composites.py ../shared/data/real_composites outputs/gallery \\
+    python examples/compare_on_composites.py outputs/gallery --composites ../shared/data/real_composites \\
         --model released=model_cards/swinih-lemart-general --model candidate=outputs/finetune --reinhard
+
+    python examples/compare_on_composites.py outputs/gallery   # the packaged model on the packaged samples
 
 Writes OUTPUT_DIR/page_NN.png, index.html, images/ and shifts.json (see `lemart_hf.gallery.make_gallery`).
 """
@@ -15,14 +17,25 @@ from __future__ import annotations
 import argparse
 
 import lemart_hf  # noqa: F401  (registers the pipeline task)
-from lemart_hf.gallery import composite_folder, make_gallery, pipeline_method, reinhard_method
+from lemart_hf.default_model import DEFAULT_MODEL_NAME, default_model_path
+from lemart_hf.gallery import SAMPLE_COMPOSITES_DIR, composite_folder, make_gallery, pipeline_method, reinhard_method
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("composites", help="Folder of NAME.jpg + NAME_mask.png.")
     parser.add_argument("output_dir")
-    parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH", help="A model folder (repeat).")
+    parser.add_argument(
+        "--composites",
+        default=str(SAMPLE_COMPOSITES_DIR),
+        help="Folder of NAME.jpg + NAME_mask.png (default: the real composites shipped with the package).",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help=f"A model folder or hub id (repeat; default: the packaged {DEFAULT_MODEL_NAME}).",
+    )
     parser.add_argument("--reinhard", action="store_true", help="Add the Reinhard colour-transfer baseline.")
     parser.add_argument("--limit", type=int, default=None, help="Only the first N composites.")
     parser.add_argument("--max_side", type=int, default=384, help="Shrink composites to this long side first.")
@@ -31,15 +44,13 @@ def main(argv=None) -> dict:
     from transformers import pipeline
 
     methods = {}
-    for spec in args.model:
+    for spec in args.model or [f"{DEFAULT_MODEL_NAME}={default_model_path()}"]:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             parser.error(f"--model takes NAME=PATH, got {spec!r}")
         methods[name] = pipeline_method(pipeline("image-harmonization", model=path))
     if args.reinhard:
         methods["colour transfer"] = reinhard_method
-    if not methods:
-        parser.error("give at least one --model or --reinhard")
     rows = composite_folder(args.composites, max_side=args.max_side, limit=args.limit)
     gallery = make_gallery(rows, methods, args.output_dir, rows_per_page=args.rows_per_page)
     print(f"{'method':<24} {'mean |dL*|':>10} {'mean dab':>9}  largest dab")

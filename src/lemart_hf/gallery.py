@@ -25,6 +25,8 @@ from PIL import Image, ImageDraw
 
 from .lemart.image_loading import IMAGE_EXTENSIONS
 
+#: Real composites shipped with the package (see its README.md for their source and licence), for the demo.
+SAMPLE_COMPOSITES_DIR = Path(__file__).resolve().parent / "sample_composites"
 #: A method: (composite RGB, mask "L", same size) -> harmonized RGB of that size.
 Method = Callable[[Image.Image, Image.Image], Image.Image]
 MASK_SUFFIX = "_mask"
