@@ -123,6 +123,10 @@ def save_hub_folder(
     if storage_dtype is not None:
         state_dict = {name: tensor.to(storage_dtype) for name, tensor in model.state_dict().items()}
     pipeline = ImageHarmonizationPipeline(model=model, image_processor=image_processor, device=model.device)
+    # What save_pretrained declares in custom_pipelines: the registered task without its "default" model, a folder
+    # inside this installation that means nothing where the folder is loaded.
+    registered = ImageHarmonizationPipeline._registered_impl[TASK]
+    pipeline._registered_impl = {TASK: {key: value for key, value in registered.items() if key != "default"}}
     # state_dict reaches model.save_pretrained; the image processor's save_pretrained ignores it (push_to_hub only).
     pipeline.save_pretrained(staging, state_dict=state_dict)
     (staging / "README.md").write_text(card, encoding="utf-8")
