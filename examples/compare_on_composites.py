@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-import lemart_hf  # noqa: F401  (registers the pipeline task)
+from lemart_hf import ImageHarmonizationPipeline
 from lemart_hf.default_model import DEFAULT_MODEL_NAME, default_model_path
 from lemart_hf.gallery import SAMPLE_COMPOSITES_DIR, composite_folder, make_gallery, pipeline_method, reinhard_method
 
@@ -48,7 +48,9 @@ def main(argv=None) -> dict:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             parser.error(f"--model takes NAME=PATH, got {spec!r}")
-        methods[name] = pipeline_method(pipeline("image-harmonization", model=path))
+        # pipeline_class: lemart_hf's own code also for folders that declare the pipeline (lemart_hf.hub)
+        pipe = pipeline("image-harmonization", model=path, pipeline_class=ImageHarmonizationPipeline)
+        methods[name] = pipeline_method(pipe)
     if args.reinhard:
         methods["colour transfer"] = reinhard_method
     rows = composite_folder(args.composites, max_side=args.max_side, limit=args.limit)

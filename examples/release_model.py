@@ -1,23 +1,29 @@
 #!/usr/bin/env python
-"""Turn a trained model folder into a small, hub-ready release folder with a model card.
+"""Turn a trained model folder into a small release: a complete hub repository with a model card.
 
     python examples/release_model.py --model outputs/houtdoor_study/finetune_lemart_1.0 \\
         --results outputs/houtdoor_study/eval_finetune_lemart_1.0/results.json \\
         --output model_cards/swinih-tiny-lemart-houtdoor --name swinih-tiny-lemart-houtdoor \\
+        --base_model swinih-tiny-lemart-pretrained \\
         --summary_file summary.md --notes_file limitations.md --sample_grid grid.png
 
-The release holds the config, the weights as safetensors (float16 by default, to keep it small; the config says
-float32, so `from_pretrained` gives a float32 model), the image processor config, the model code (so it loads with
-`trust_remote_code=True` where lemart_hf is not installed) and README.md: model-index metrics from a run_eval.py
-``results.json``, the summary, results, samples, usage, the training recipe and exact command of the training
-run's own card, and the notes (data, limitations). Upload it with `huggingface-cli upload NAME FOLDER`.
+    # re-release a release with the current code and card format (the weights are written again byte for byte)
+    python examples/release_model.py --model model_cards/swinih-tiny-lemart-houtdoor \\
+        --output model_cards/swinih-tiny-lemart-houtdoor --name swinih-tiny-lemart-houtdoor
+
+The release is written by `lemart_hf.hub.save_hub_folder`: the config (with the "image-harmonization" pipeline),
+the weights as safetensors (float16 by default, to keep it small; the config says float32, so `from_pretrained`
+gives a float32 model), the image processor config, the code of the model and of the pipeline (so that
+`pipeline(model=..., trust_remote_code=True)` works where lemart_hf is not installed) and README.md: model-index
+metrics from a run_eval.py ``results.json``, the summary, results, samples, usage, the training recipe and exact
+command of the --model folder's own card, the notes (data, limitations) and the licence. What is not given is taken
+from the --model folder's card (and its sample_grid.png). Upload it with `hf upload NAME FOLDER`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -25,41 +31,37 @@ import torch
 from transformers import AutoImageProcessor, AutoModelForImageToImage
 
 import lemart_hf  # noqa: F401  (registers the Auto classes)
-from lemart_hf.evaluation import ALL
-from lemart_hf.training import CardMetric, model_card
+from lemart_hf.hub import model_card, read_card, results_metrics, save_hub_folder
 
-_RECIPE_ROW = re.compile(r"^\| `(?P<key>[^`]+)` \| `(?P<value>.*)` \|$")
-_COMMAND = re.compile(r"## Command\n\n```bash\n(?P<command>.*?)\n```", re.S)
-
-
-def training_card_parts(card: str) -> tuple[dict, str]:
-    """The recipe table and the exact command of a card written by run_pretrain.py / run_finetune.py."""
-    recipe = {m["key"]: m["value"] for m in map(_RECIPE_ROW.match, card.splitlines()) if m}
-    command = _COMMAND.search(card)
-    return recipe, command["command"] if command else ""
-
-
-def card_metrics(results: dict, dataset_name: str) -> list[CardMetric]:
-    """model-index entries (PSNR, MSE, fPSNR, fMSE) for every row of a run_eval.py results table."""
-    metrics = []
-    for row, values in results["table"].items():
-        config = None if row == ALL else row
-        for label, key in (("PSNR", "psnr"), ("MSE", "mse"), ("fPSNR", "fpsnr"), ("fMSE", "fmse")):
-            metrics.append(CardMetric(label, key, values[key], dataset_name, "iharmony4", "test", dataset_config=config))
-    return metrics
+#: Why releases of models trained on ../shared/data are non-commercial (the default --license_reason).
+RESEARCH_ONLY = (
+    "The weights are for non-commercial research use because the photos they were trained and evaluated on are "
+    "(see Data): real photos of research collections (LabelMe / the Oliva-Torralba scenes, as redistributed with the "
+    "Lalonde & Efros realism data in the public iHarmony4 repository, and others) whose terms are research-only or "
+    "unstated, and a model inherits those terms. The code files in this repository are Apache-2.0, like lemart_hf."
+)
 
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="The trained folder (run_pretrain.py / run_finetune.py output).")
-    parser.add_argument("--output", required=True, help="The release folder to write (replaced if it exists).")
+    parser.add_argument("--output", required=True, help="The release folder to write (replaced; may be --model).")
     parser.add_argument("--name", required=True, help="Model name / hub id used in the card.")
     parser.add_argument("--results", default=None, help="run_eval.py results.json of this model: model-index metrics.")
     parser.add_argument("--dataset_name", default="HOutdoor", help="Dataset name for the model-index entries.")
-    parser.add_argument("--summary_file", required=True, help="Markdown: what the model is and how it was made.")
+    parser.add_argument("--summary_file", default=None, help="Markdown: what the model is and how it was made.")
     parser.add_argument("--results_file", default=None, help="Markdown for the Results section (e.g. a study table).")
-    parser.add_argument("--notes_file", default=None, help="Markdown appended as is (data, limitations, ...).")
+    parser.add_argument("--notes_file", default=None, help="Markdown sections (## Data, ## Limitations, ...).")
     parser.add_argument("--sample_grid", default=None, help="A PNG of samples, copied as sample_grid.png.")
+    parser.add_argument(
+        "--base_model",
+        default=None,
+        help="What the model it was fine-tuned from was released as (card `base_model`); default: the --model card's.",
+    )
+    parser.add_argument(
+        "--license", default="cc-by-nc-4.0", help="Hub licence id of the weights (default suits ../shared/data)."
+    )
+    parser.add_argument("--license_reason", default=RESEARCH_ONLY, help="Why that licence (the card's License).")
     parser.add_argument("--storage_dtype", choices=["float16", "bfloat16", "float32"], default="float16")
     parser.add_argument("--tags", nargs="*", default=[], help="Extra card tags.")
     args = parser.parse_args(argv)
@@ -67,39 +69,42 @@ def main(argv: list[str] | None = None) -> Path:
     source = Path(args.model)
     if not (source / "config.json").is_file():
         parser.error(f"--model {args.model!r} holds no config.json: not a saved model folder")
+    has_card = (source / "README.md").is_file()
+    if args.summary_file is None and not has_card:
+        parser.error(f"--model {args.model!r} has no README.md to take the summary from: give --summary_file")
+    # Everything is read before anything is written: --output may be --model.
     model = AutoModelForImageToImage.from_pretrained(source, dtype=torch.float32)
     processor = AutoImageProcessor.from_pretrained(source)
+    parts = read_card(source / "README.md") if has_card else None
+    sample_grid = Path(args.sample_grid) if args.sample_grid else source / "sample_grid.png"
+    files = {"sample_grid.png": sample_grid.read_bytes()} if sample_grid.is_file() else {}
+    if args.results:
+        table = json.loads(Path(args.results).read_text())["table"]
+        metrics = results_metrics(table, "iharmony4", lambda subset: subset or args.dataset_name)
+    else:
+        metrics = parts.metrics if parts else []
+
+    def text(path: str | None, default: str) -> str:
+        return Path(path).read_text() if path else default
+
+    card = model_card(
+        model_name=args.name,
+        summary=text(args.summary_file, parts.summary if parts else ""),
+        metrics=metrics,
+        recipe=parts.recipe if parts else {},
+        command=parts.command if parts else "",
+        license=args.license,
+        license_reason=args.license_reason,
+        results_markdown=text(args.results_file, parts.results_markdown if parts else ""),
+        notes=text(args.notes_file, parts.notes if parts else ""),
+        base_model=args.base_model or (parts.base_model if parts else None),
+        extra_tags=[model.config.model_type.removeprefix("lemart_"), *(parts.tags if parts else []), *args.tags],
+        sample_image="sample_grid.png" if files else None,
+    )
     output = Path(args.output)
     shutil.rmtree(output, ignore_errors=True)
-    output.mkdir(parents=True)
-    model.to(getattr(torch, args.storage_dtype)).save_pretrained(output, safe_serialization=True)
-    config_path = output / "config.json"
-    config = json.loads(config_path.read_text())
-    config["dtype"] = "float32"  # stored small, loaded (and run) in float32
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    processor.save_pretrained(output)
-
-    recipe, command = ({}, "")
-    if (source / "README.md").is_file():
-        recipe, command = training_card_parts((source / "README.md").read_text())
-    metrics = card_metrics(json.loads(Path(args.results).read_text()), args.dataset_name) if args.results else []
-    sample = None
-    if args.sample_grid:
-        shutil.copyfile(args.sample_grid, output / "sample_grid.png")
-        sample = "sample_grid.png"
-    text = model_card(
-        model_name=args.name,
-        summary=Path(args.summary_file).read_text(),
-        metrics=metrics,
-        recipe=recipe,
-        command=command,
-        results_markdown=Path(args.results_file).read_text() if args.results_file else "",
-        extra_tags=[json.loads((source / "config.json").read_text())["model_type"].removeprefix("lemart_"), *args.tags],
-        sample_image=sample,
-    )
-    if args.notes_file:
-        text = text.rstrip() + "\n\n" + Path(args.notes_file).read_text().strip() + "\n"
-    (output / "README.md").write_text(text, encoding="utf-8")
+    storage_dtype = getattr(torch, args.storage_dtype)
+    save_hub_folder(output, model, processor, card, files=files, storage_dtype=storage_dtype)
     size = sum(p.stat().st_size for p in output.iterdir()) / 1e6
     print(f"wrote {output} ({size:.1f} MB): {', '.join(sorted(p.name for p in output.iterdir()))}")
     return output

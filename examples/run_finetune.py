@@ -19,9 +19,11 @@ table goes into the model card.
     accelerate launch --mixed_precision bf16 examples/run_finetune.py --data_dir /data/iHarmony4 \\
         --model_name_or_path outputs/pretrain --train_batch_size 32 --dataloader_num_workers 8
 
-Outputs in --output_dir: the model, preprocessor_config.json, README.md (model card with the test table),
-eval_results.json / .md (per-image values and the table), train_results.json, sample grids (samples/, columns
-composite | mask | prediction | real), logs/ and checkpoint-{step} folders.
+Outputs in --output_dir: the model as a complete hub repository (`lemart_hf.hub.save_hub_folder`: config.json,
+model.safetensors, preprocessor_config.json, the model and pipeline code, README.md: the model card with the test
+table), eval_results.json / .md (per-image values and the table), train_results.json, sample grids (samples/,
+columns composite | mask | prediction | real), logs/ and checkpoint-{step} folders. ``--push_to_hub`` uploads all
+but the last three (``--hub_strategy``: also during training).
 """
 
 from __future__ import annotations
@@ -43,11 +45,10 @@ from lemart_hf.data import IHARMONY4_SUBSETS, find_subsets, hold_out_photos, loa
 from lemart_hf.data.photos import EpochShuffleSampler
 from lemart_hf.lemart import LEMaRTComposer, generator_for_step
 from lemart_hf.lemart.mixing import mix_self_supervised, mixed_counts
-from lemart_hf.evaluation import ALL, evaluate_harmonization, model_predictor
+from lemart_hf.evaluation import evaluate_harmonization, model_predictor
 from lemart_hf.metrics import PROTOCOLS, get_protocol
-from lemart_hf.models.architectures import architecture_of_config
+from lemart_hf.hub import base_model_name, model_card, results_metrics
 from lemart_hf.training import (
-    CardMetric,
     CheckpointManager,
     HarmonizationTrainingPairs,
     NonFiniteLossError,
@@ -62,6 +63,7 @@ from lemart_hf.training import (
     backward_and_step,
     build_optimizer,
     build_scheduler,
+    card_license,
     check_training_arguments,
     collate_pairs,
     command_line,
@@ -74,11 +76,12 @@ from lemart_hf.training import (
     log_sample_grid,
     make_accelerator,
     make_sample_grid,
-    model_card,
-    push_folder_to_hub,
+    open_hub_repo,
+    run_summary,
     save_final_model,
     save_sample_grid,
     seed_for_step,
+    upload_at_save,
     warmup_steps,
     warn_on_run_mismatch,
 )
@@ -235,6 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
         os.makedirs(args.output_dir, exist_ok=True)
         for path in checkpoints.remove_partial():
             logger.info(f"removed the unfinished {path.name} of an interrupted run")
+    hub_repo = open_hub_repo(args, accelerator)  # before any data is read: a bad token fails in seconds
 
     # Data: a seeded fraction of the training pairs; crops decoded on the workers.
     subsets = args.subsets or find_subsets(args.data_dir)
@@ -388,7 +392,35 @@ def main(argv: list[str] | None = None) -> dict:
     stop, throughput = StopRequest(args.time_budget_minutes), Throughput()
     last_good = dataclasses.replace(state)
     step_loss, step_batches, stop_reason = 0.0, 0, None
-    train_start, images_at_start = time.perf_counter(), state.images_seen
+    train_start, train_end, images_at_start = time.perf_counter(), None, state.images_seen
+    model_name = hub_repo.repo_id if hub_repo is not None else default_hub_model_id(args)
+
+    def save_model(results=None, grid=None) -> dict:
+        """The model folder in --output_dir as of now, with the test ``results`` and sample ``grid`` when given (call
+        on every process); returns the run's summary."""
+        summary = {
+            **run_summary(
+                accelerator, model, state, max_train_steps, stop_reason, batches_per_epoch,
+                (train_end or time.perf_counter()) - train_start, images_at_start,
+            ),  # fmt: skip
+            "train_pairs": len(train_dataset),
+            "train_fraction": args.train_fraction,
+            "validation": last_validation,
+            "test": results.table if results is not None else None,
+        }
+        files, card = {"train_results.json": json.dumps(summary, indent=2, default=str) + "\n"}, ""
+        if accelerator.is_main_process:
+            if results is not None:
+                results.save(args.output_dir, "eval_results")
+            if grid is not None:
+                save_sample_grid(grid, args.output_dir, state.global_step)
+                files["sample_grid.png"] = image_bytes(grid)
+            card = finetune_card(
+                args, model_name, summary, results, subsets, learning_rate, max_train_steps, grid is not None
+            )
+        save_final_model(accelerator, model, image_processor, args.output_dir, card, files)
+        return summary
+
     model.train()
     stop.listen()
     try:
@@ -442,7 +474,9 @@ def main(argv: list[str] | None = None) -> dict:
                 if stop_requested:
                     stop_reason = stop.reason()
                 if state.global_step % args.checkpointing_steps == 0 or stop_reason:
-                    logger.info(f"saved {checkpoints.save(accelerator, state)}")
+                    path = checkpoints.save(accelerator, state)
+                    logger.info(f"saved {path}")
+                    upload_at_save(hub_repo, args, save_model, path, state.global_step)
                 if validation_rows is not None and state.global_step % args.validation_steps == 0:
                     results, _ = evaluate(validation_rows, validation_title, state.global_step)
                     last_validation = {**results.all, "step": state.global_step}
@@ -464,56 +498,23 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         stop.close()
     progress.close()
-    train_seconds = time.perf_counter() - train_start
+    train_end = time.perf_counter()
 
     # Final evaluation on the test split, with the shared evaluation loop (the numbers of run_eval.py).
     results, grid = (None, None)
     if test_rows is not None:
-        results, grid = evaluate(test_rows, default_hub_model_id(args), None)
+        results, grid = evaluate(test_rows, model_name, None)
         accelerator.log({f"test/{k}": results.all[k] for k in ("mse", "psnr", "fmse", "fpsnr")}, step=state.global_step)
         results.extra.update(
             {"data_dir": os.path.abspath(args.data_dir), "split": "test", "model": os.path.abspath(args.output_dir)}
         )
         if accelerator.is_main_process:
             logger.info("test split:\n" + results.to_markdown())
-    summary = {
-        "architecture": architecture_of_config(accelerator.unwrap_model(model).config).name,
-        "global_step": state.global_step,
-        "max_train_steps": max_train_steps,
-        "stopped_early": stop_reason,
-        "epochs": state.epoch + state.batches_in_epoch / batches_per_epoch,
-        "images_seen": state.images_seen,
-        "num_processes": num_processes,
-        "train_pairs": len(train_dataset),
-        "train_fraction": args.train_fraction,
-        "train_seconds_this_invocation": round(train_seconds, 1),
-        "images_per_second_this_invocation": round((state.images_seen - images_at_start) / max(train_seconds, 1e-9), 3),
-        "validation": last_validation,
-        "test": results.table if results is not None else None,
-    }
-    files: dict = {"train_results.json": json.dumps(summary, indent=2, default=str) + "\n"}
-    if accelerator.is_main_process:
-        if results is not None:
-            results.save(args.output_dir, "eval_results")
-        if grid is not None:
-            save_sample_grid(grid, args.output_dir, state.global_step)
-            files["sample_grid.png"] = image_bytes(grid)
-        files["README.md"] = finetune_card(
-            args, summary, results, subsets, learning_rate, max_train_steps, grid is not None
-        )
-    save_final_model(accelerator, model, image_processor, args.output_dir, files)
+    summary = save_model(results, grid)
     logger.info(f"saved the model to {args.output_dir}")
-
-    if args.push_to_hub and accelerator.is_main_process:
-        repo_id = default_hub_model_id(args)
-        logger.info(f"uploading {args.output_dir} to the Hub as {repo_id}")
-        push_folder_to_hub(
-            args.output_dir,
-            repo_id,
-            token=args.hub_token,
-            private=args.hub_private_repo,
-            commit_message=f"Fine-tuning, step {state.global_step}",
-        )
+    if hub_repo is not None:
+        logger.info(f"uploading {args.output_dir} to the Hub as {hub_repo.repo_id}")
+        hub_repo.upload_model(args.output_dir, f"Fine-tuning, step {state.global_step}")
     accelerator.end_training()
     return summary
 
@@ -526,20 +527,16 @@ def image_bytes(image) -> bytes:
     return buffer.getvalue()
 
 
-def finetune_card(args, summary, results, subsets, learning_rate, max_train_steps, has_sample) -> str:
+def finetune_card(args, model_name, summary, results, subsets, learning_rate, max_train_steps, has_sample) -> str:
     standard = all(s in IHARMONY4_SUBSETS for s in subsets)
-    dataset_type = "iharmony4" if standard else "iharmony4-layout"
     metrics = []
     if results is not None:
-        # "All" first; the subset rows too when there are several (one subset's row equals "All").
-        rows = [ALL] + ([row for row in results.table if row != ALL] if len(subsets) > 1 else [])
-        for row in rows:
-            name = f"{', '.join(subsets)} (all test images)" if row == ALL else row
-            name = f"iHarmony4 {name}" if standard else name
-            for label, key in (("PSNR", "psnr"), ("MSE", "mse"), ("fPSNR", "fpsnr"), ("fMSE", "fmse")):
-                metrics.append(
-                    CardMetric(label, key, results.table[row][key], name, dataset_type, "test", dataset_config=row)
-                )
+        prefix = "iHarmony4 " if standard else ""
+        metrics = results_metrics(
+            results.table,
+            "iharmony4" if standard else "iharmony4-layout",
+            lambda subset: prefix + (subset or f"{', '.join(subsets)} (all test images)"),
+        )
     start = (
         f"the pre-trained model `{args.model_name_or_path}`"
         if args.model_name_or_path
@@ -581,14 +578,15 @@ def finetune_card(args, summary, results, subsets, learning_rate, max_train_step
         "evaluation protocol": args.eval_protocol,
     }
     return model_card(
-        model_name=default_hub_model_id(args),
+        model_name=model_name,
         summary=text,
         metrics=metrics,
         recipe=recipe,
         command=command_line("examples/run_finetune.py"),
         results_markdown=results_md,
-        base_model=args.model_name_or_path,
+        base_model=base_model_name(args.model_name_or_path),
         extra_tags=[summary["architecture"], "iharmony4", "fine-tuned" if args.model_name_or_path else "from-scratch"],
+        **card_license(args, f"{', '.join(subsets)} of {args.data_dir}"),
         sample_image="sample_grid.png" if has_sample else None,
     )
 

@@ -26,9 +26,10 @@ photo back (MSE). The result is a `save_pretrained` folder to fine-tune with `ru
 
 On a busy CPU, one intra-op thread per process (OMP_NUM_THREADS=1) can be twice as fast as accelerate's default.
 
-Outputs in --output_dir: the model (config.json, model.safetensors, the model code), preprocessor_config.json, a
-README.md model card, train_results.json, sample grids (samples/, columns composite | mask | prediction |
-original), tracker logs (logs/) and checkpoint-{step} folders.
+Outputs in --output_dir: the model as a complete hub repository (`lemart_hf.hub.save_hub_folder`: config.json,
+model.safetensors, preprocessor_config.json, the model and pipeline code, a README.md model card), train_results.json,
+sample grids (samples/, columns composite | mask | prediction | original), tracker logs (logs/) and checkpoint-{step}
+folders. ``--push_to_hub`` uploads the first group (``--hub_strategy``: also during training).
 """
 
 from __future__ import annotations
@@ -50,9 +51,8 @@ from lemart_hf.data.photos import EpochShuffleSampler, PhotoDataset, StreamingPh
 from lemart_hf.data.samples import sample_photo_paths
 from lemart_hf.lemart import MASK_STRATEGIES, PERTURBATIONS, LEMaRTComposer, generator_for_step
 from lemart_hf.metrics import harmonization_metrics
-from lemart_hf.models.architectures import architecture_of_config
+from lemart_hf.hub import CARD_METRICS, CardMetric, base_model_name, model_card
 from lemart_hf.training import (
-    CardMetric,
     CheckpointManager,
     NonFiniteLossError,
     StopRequest,
@@ -66,6 +66,7 @@ from lemart_hf.training import (
     backward_and_step,
     build_optimizer,
     build_scheduler,
+    card_license,
     check_training_arguments,
     command_line,
     dataloader_kwargs,
@@ -77,11 +78,12 @@ from lemart_hf.training import (
     log_sample_grid,
     make_accelerator,
     make_sample_grid,
-    model_card,
-    push_folder_to_hub,
+    open_hub_repo,
+    run_summary,
     save_final_model,
     save_sample_grid,
     seed_for_step,
+    upload_at_save,
     warmup_steps,
     warn_on_run_mismatch,
 )
@@ -323,6 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
         os.makedirs(args.output_dir, exist_ok=True)
         for path in checkpoints.remove_partial():
             logger.info(f"removed the unfinished {path.name} of an interrupted run")
+    hub_repo = open_hub_repo(args, accelerator)  # before any data is read: a bad token fails in seconds
 
     # Data: crops decoded on the workers; composites made batched in the loop.
     try:
@@ -458,8 +461,32 @@ def main(argv: list[str] | None = None) -> dict:
     last_good = dataclasses.replace(state)
     step_loss, step_batches, stop_reason = 0.0, 0, None
     timings, steps_since_log = {"data": 0.0, "composite": 0.0, "step": 0.0}, 0
-    train_start = time.perf_counter()
+    train_start, train_end = time.perf_counter(), None
     images_at_start = state.images_seen
+
+    def save_model() -> dict:
+        """The model folder in --output_dir as of now (call on every process); returns the run's summary."""
+        summary = {
+            **run_summary(
+                accelerator, model, state, max_train_steps, stop_reason, batches_per_epoch,
+                (train_end or time.perf_counter()) - train_start, images_at_start,
+            ),  # fmt: skip
+            "validation": dict(last_validation),
+            "validation_composite_baseline": composite_metrics,
+        }
+        files, card = {"train_results.json": json.dumps(summary, indent=2) + "\n"}, ""
+        if accelerator.is_main_process:
+            sample_path = os.path.join(args.output_dir, "samples", f"step-{state.global_step:07d}.png")
+            if os.path.isfile(sample_path):
+                with open(sample_path, "rb") as f:
+                    files["sample_grid.png"] = f.read()
+            model_name = hub_repo.repo_id if hub_repo is not None else default_hub_model_id(args)
+            card = pretrain_card(
+                args, model_name, summary, data_source, learning_rate, max_train_steps, "sample_grid.png" in files
+            )
+        save_final_model(accelerator, model, image_processor, args.output_dir, card, files)
+        return summary
+
     model.train()
     stop.listen()
     try:
@@ -526,6 +553,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if state.global_step % args.checkpointing_steps == 0 or stop_reason:
                     path = checkpoints.save(accelerator, state)
                     logger.info(f"saved {path}")
+                    upload_at_save(hub_repo, args, save_model, path, state.global_step)
                 if args.validation_steps and state.global_step % args.validation_steps == 0:
                     run_validation(state.global_step)
                 if stop_reason or state.global_step >= max_train_steps:
@@ -540,60 +568,29 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         stop.close()
     progress.close()
-    train_seconds = time.perf_counter() - train_start
+    train_end = time.perf_counter()
 
     # Final validation, model, card.
     if validation is not None and last_validation.get("step") != state.global_step:
         run_validation(state.global_step)
     accelerator.wait_for_everyone()
-    summary = {
-        "architecture": architecture_of_config(accelerator.unwrap_model(model).config).name,
-        "global_step": state.global_step,
-        "max_train_steps": max_train_steps,
-        "stopped_early": stop_reason,
-        "epochs": state.epoch + state.batches_in_epoch / batches_per_epoch if batches_per_epoch else None,
-        "images_seen": state.images_seen,
-        "num_processes": num_processes,
-        "train_seconds_this_invocation": round(train_seconds, 1),
-        "images_per_second_this_invocation": round((state.images_seen - images_at_start) / max(train_seconds, 1e-9), 3),
-        "validation": dict(last_validation),
-        "validation_composite_baseline": composite_metrics,
-    }
-    files = {"train_results.json": json.dumps(summary, indent=2) + "\n"}
-    if accelerator.is_main_process:
-        sample_path = os.path.join(args.output_dir, "samples", f"step-{state.global_step:07d}.png")
-        if os.path.isfile(sample_path):
-            with open(sample_path, "rb") as f:
-                files["sample_grid.png"] = f.read()
-        files["README.md"] = pretrain_card(
-            args, summary, data_source, learning_rate, max_train_steps, "sample_grid.png" in files
-        )
-    save_final_model(accelerator, model, image_processor, args.output_dir, files)
+    summary = save_model()
     logger.info(f"saved the model to {args.output_dir}")
-
-    if args.push_to_hub and accelerator.is_main_process:
-        repo_id = default_hub_model_id(args)
-        logger.info(f"uploading {args.output_dir} to the Hub as {repo_id}")
-        push_folder_to_hub(
-            args.output_dir,
-            repo_id,
-            token=args.hub_token,
-            private=args.hub_private_repo,
-            commit_message=f"LEMaRT pre-training, step {state.global_step}",
-        )
+    if hub_repo is not None:
+        logger.info(f"uploading {args.output_dir} to the Hub as {hub_repo.repo_id}")
+        hub_repo.upload_model(args.output_dir, f"LEMaRT pre-training, step {state.global_step}")
     accelerator.end_training()
     return summary
 
 
 def pretrain_card(
-    args, summary: dict, data_source: str, learning_rate: float, max_train_steps: int, has_sample: bool
+    args, model_name: str, summary: dict, data_source: str, learning_rate: float, max_train_steps: int, has_sample: bool
 ) -> str:
-    model_name = default_hub_model_id(args)
     validation = summary["validation"]
     dataset_name = f"LEMaRT composites of held-out photos ({data_source})"
     metrics = [
         CardMetric(label, key, validation[key], dataset_name, "lemart-composites", "validation")
-        for label, key in (("PSNR", "psnr"), ("fPSNR", "fpsnr"), ("MSE", "mse"), ("fMSE", "fmse"))
+        for label, key in CARD_METRICS
         if key in validation
     ]
     results = ""
@@ -640,8 +637,10 @@ def pretrain_card(
         recipe=recipe,
         command=command_line("examples/run_pretrain.py"),
         results_markdown=results,
-        base_model=args.model_name_or_path,
+        base_model=base_model_name(args.model_name_or_path),
+        datasets=[args.dataset_name] if args.dataset_name and not os.path.isdir(args.dataset_name) else [],
         extra_tags=[summary["architecture"], "self-supervised", "pre-training"],
+        **card_license(args, data_source),
         sample_image="sample_grid.png" if has_sample else None,
     )
 

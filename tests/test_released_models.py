@@ -1,5 +1,6 @@
 """The checkpoints released in model_cards/ load with the model class and the pipeline, and the fine-tuned one
-harmonizes: on HOutdoor test composites (when ../shared is there) it raises fPSNR over the composite."""
+harmonizes: on HOutdoor test composites (when ../shared is there) it raises fPSNR over the composite. That they are
+complete hub repositories with cards the Hub reads, and run without lemart_hf: tests/test_hub.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lemart_hf import SwinIHForHarmonization
+from lemart_hf import ImageHarmonizationPipeline, SwinIHForHarmonization
 
 MODEL_CARDS = Path(__file__).resolve().parents[1] / "model_cards"
 FINETUNED = MODEL_CARDS / "swinih-tiny-lemart-houtdoor"
@@ -24,7 +25,7 @@ def test_release_loads_with_the_model_class_and_the_pipeline(folder):
     assert sum(p.stat().st_size for p in folder.iterdir()) < 8e6, "keep the release small"
     model = SwinIHForHarmonization.from_pretrained(folder)
     assert model.dtype == torch.float32 and not model.training
-    pipe = pipeline("image-harmonization", model=str(folder), device="cpu")
+    pipe = pipeline("image-harmonization", model=str(folder), pipeline_class=ImageHarmonizationPipeline, device="cpu")
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8))
     mask = np.zeros((90, 120), np.uint8)

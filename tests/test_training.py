@@ -23,7 +23,6 @@ from lemart_hf.data.photos import (
 from lemart_hf.lemart import SkippedImageWarning
 from lemart_hf.training import (
     TRAINING_STATE_FILE,
-    CardMetric,
     CheckpointManager,
     HarmonizationTrainingPairs,
     NonFiniteLossError,
@@ -34,10 +33,8 @@ from lemart_hf.training import (
     checkpoint_step,
     collate_pairs,
     exit_on_non_finite_loss,
-    files_to_upload,
     is_complete_checkpoint,
     make_sample_grid,
-    model_card,
     resolve_model_config,
     resolve_report_to,
     step_seed,
@@ -388,36 +385,3 @@ def test_sample_grid_columns_are_composite_mask_prediction_original():
         constant(0.8)[:, :, :8, :8],
     )
     assert small.size == (4 * 8 + 6, 2 * 8 + 2)  # tiles too small for labels: no header
-
-
-def test_model_card_front_matter_and_body():
-    import yaml
-
-    card = model_card(
-        model_name="user/model",
-        summary="A model.",
-        metrics=[
-            CardMetric("PSNR", "psnr", 38.5, "HCOCO", "iharmony4", "test", dataset_config="HCOCO"),
-            CardMetric("PSNR", "psnr", 37.0, "HFlickr", "iharmony4", "test", dataset_config="HFlickr"),
-            CardMetric("fPSNR", "fpsnr", float("nan"), "HFlickr", "iharmony4", "test", dataset_config="HFlickr"),
-        ],
-        recipe={"lr": 1e-3},
-        command="accelerate launch examples/run_pretrain.py --x 1",
-        base_model="user/base",
-        datasets=["user/photos"],
-    )
-    meta = yaml.safe_load(card.split("---\n")[1])
-    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "image-to-image"
-    assert meta["base_model"] == "user/base" and "image-harmonization" in meta["tags"]
-    results = meta["model-index"][0]["results"]
-    assert [r["dataset"]["name"] for r in results] == ["HCOCO", "HFlickr"]
-    assert [m["type"] for m in results[1]["metrics"]] == ["psnr"]  # NaN values are left out
-    assert "accelerate launch examples/run_pretrain.py --x 1" in card and "@inproceedings" in card
-
-
-def test_files_to_upload_leave_out_checkpoints_logs_and_samples(tmp_path):
-    for name in ("config.json", "model.safetensors", "README.md", "checkpoint-3/model.safetensors", "logs/run/events",
-                 "samples/step-1.png", "checkpoint-4.tmp/x", "sample_grid.png"):  # fmt: skip
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text("x")
-    assert files_to_upload(tmp_path) == ["README.md", "config.json", "model.safetensors", "sample_grid.png"]

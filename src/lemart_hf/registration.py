@@ -36,9 +36,10 @@ def register_auto_classes() -> None:
 def register_pipelines() -> None:
     """Register the "image-harmonization" task with transformers' `pipeline()`.
 
-    `pipe.save_pretrained` then writes `custom_pipelines` into the config and copies the pipeline's source, so the
-    task also loads with `pipeline(..., trust_remote_code=True)` where lemart_hf is not installed. With no model
-    named, `pipeline("image-harmonization")` loads the packaged default (`lemart_hf.default_model`), offline.
+    `pipe.save_pretrained` then writes `custom_pipelines` into the config and copies the pipeline's source (as
+    `lemart_hf.hub.save_hub_folder` does for every model folder), so the task also loads with
+    `pipeline(..., trust_remote_code=True)` where lemart_hf is not installed. With no model named,
+    `pipeline("image-harmonization")` loads the packaged default (`lemart_hf.default_model`), offline.
     """
     if PIPELINE_REGISTRY.supported_tasks.get("image-harmonization", {}).get("impl") is ImageHarmonizationPipeline:
         return

@@ -1,5 +1,5 @@
 """What the example training scripts share: arguments, model and optimiser set-up, exact resumption, atomic
-checkpoints, sample grids, the model card and the Hub upload.
+checkpoints, sample grids, the model folder and the Hub upload (the folder, card and upload themselves: `hub`).
 
 `examples/run_pretrain.py` (LEMaRT pre-training) and `examples/run_finetune.py` (fine-tuning on iHarmony4-layout
 data) write their training loops out in full; this module holds the parts that would otherwise be copied
@@ -22,20 +22,20 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import re
 import shlex
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 import torch
 
+from .hub import HUB_STRATEGIES, HubRepo, save_hub_folder
 from .stopping import StopRequest, ignore_stop_signals
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,6 @@ CHECKPOINT_PREFIX = "checkpoint-"
 TRAINING_STATE_FILE = "training_state.json"
 _CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 _PARTIAL_SUFFIXES = (".tmp", ".trash")
-#: What `push_folder_to_hub` leaves out of the output folder: checkpoints, logs, intermediate sample grids.
-HUB_IGNORE_PATTERNS = [f"{CHECKPOINT_PREFIX}*", "logs/**", "samples/**", "*.tmp", "*.tmp/**"]
 
 
 # ======================================================================================================
@@ -197,10 +195,32 @@ def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Hugging Face Hub")
-    group.add_argument("--push_to_hub", action="store_true", help="Upload the final --output_dir (no checkpoints).")
+    group.add_argument(
+        "--push_to_hub",
+        action="store_true",
+        help="Upload the model folder (weights, processor, model and pipeline code, card; no checkpoints or logs) "
+        "to the Hub. The repository is created and write access checked before training starts. To upload a "
+        "folder later instead: `hf upload REPO_ID OUTPUT_DIR --exclude 'checkpoint-*' --exclude 'logs/*' --exclude "
+        "'samples/*'`.",
+    )
+    group.add_argument(
+        "--hub_strategy",
+        choices=HUB_STRATEGIES,
+        default="end",
+        help="When to upload (as transformers' Trainer): end = the final model only; every_save = also the model "
+        "as of every checkpoint save; checkpoint = that plus the checkpoint itself, as last-checkpoint/.",
+    )
     group.add_argument("--hub_model_id", default=None, help="Repository id (default: the --output_dir folder name).")
-    group.add_argument("--hub_token", default=None, help="Token (default: the one of `huggingface-cli login`).")
+    group.add_argument(
+        "--hub_token", default=None, help="Token (default: HF_TOKEN or the one saved by `hf auth login`)."
+    )
     group.add_argument("--hub_private_repo", action="store_true", help="Create the repository as private.")
+    group.add_argument(
+        "--license",
+        default="other",
+        help="Licence of the weights in the model card, a Hub licence id (e.g. apache-2.0, cc-by-nc-4.0); default "
+        "other: the card says they inherit the terms of the training images.",
+    )
 
 
 def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -227,6 +247,8 @@ def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Nam
         parser.error(f"--validation_steps must be >= 0, got {args.validation_steps}")
     if args.time_budget_minutes is not None and not args.time_budget_minutes > 0:
         parser.error(f"--time_budget_minutes must be > 0, got {args.time_budget_minutes}")
+    if args.hub_strategy != "end" and not args.push_to_hub:
+        parser.error(f"--hub_strategy {args.hub_strategy} uploads with --push_to_hub, which is not given")
     if args.model_name_or_path is None:
         try:
             config = resolve_model_config(args.model_config, args.model_type)
@@ -892,170 +914,111 @@ def command_line(script: str) -> str:
     return "accelerate launch " + shlex.join([script, *sys.argv[1:]])
 
 
-def save_final_model(
-    accelerator, model, image_processor, output_dir: str | os.PathLike, files: dict | None = None
-) -> None:
-    """`save_pretrained` of the unwrapped model and the image processor, plus extra files (README.md, ...).
+def run_summary(
+    accelerator,
+    model,
+    state: TrainingState,
+    max_train_steps: int,
+    stopped_early: str | None,
+    batches_per_epoch: int | None,
+    train_seconds: float,
+    images_at_start: int,
+) -> dict:
+    """What both scripts record of a run (train_results.json, the card): architecture, steps, epochs (None for a
+    stream), images, processes, and this invocation's time and images per second (from ``images_at_start``)."""
+    from .models.architectures import architecture_of_config
 
-    Written into a temporary folder first, then moved file by file into ``output_dir``, so a kill leaves either
-    the previous or the new version of each file. Main process only (call on every process).
-    """
+    return {
+        "architecture": architecture_of_config(accelerator.unwrap_model(model).config).name,
+        "global_step": state.global_step,
+        "max_train_steps": max_train_steps,
+        "stopped_early": stopped_early,
+        "epochs": state.epoch + state.batches_in_epoch / batches_per_epoch if batches_per_epoch else None,
+        "images_seen": state.images_seen,
+        "num_processes": accelerator.num_processes,
+        "train_seconds_this_invocation": round(train_seconds, 1),
+        "images_per_second_this_invocation": round((state.images_seen - images_at_start) / max(train_seconds, 1e-9), 3),
+    }
+
+
+def save_final_model(
+    accelerator, model, image_processor, output_dir: str | os.PathLike, card: str, files: dict | None = None
+) -> None:
+    """The model folder of a run in ``output_dir`` (`hub.save_hub_folder`: weights, processor, model and pipeline
+    code, ``card``, extra ``files``), written by the main process; call on every process."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        output_dir = Path(output_dir)
-        staging = output_dir / ".final.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(staging, safe_serialization=True)
-        image_processor.save_pretrained(staging)
-        for name, content in (files or {}).items():
-            target = staging / name
-            if isinstance(content, (bytes, bytearray)):
-                target.write_bytes(content)
-            elif isinstance(content, Path):
-                shutil.copyfile(content, target)
-            else:
-                target.write_text(content, encoding="utf-8")
-        names = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file())
-        # README.md last: a folder with the new card has every other new file.
-        names.sort(key=lambda p: str(p) == "README.md")
-        for name in names:
-            (output_dir / name).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / name, output_dir / name)
-        shutil.rmtree(staging, ignore_errors=True)
+        save_hub_folder(output_dir, accelerator.unwrap_model(model), image_processor, card, files=files)
     accelerator.wait_for_everyone()
-
-
-@dataclasses.dataclass
-class CardMetric:
-    """One model-index entry: a metric on a dataset."""
-
-    name: str  # e.g. "PSNR"
-    type: str  # e.g. "psnr"
-    value: float
-    dataset_name: str
-    dataset_type: str
-    dataset_split: str | None = None
-    dataset_config: str | None = None  # e.g. the subset; entries differing only in name would be merged
-
-
-def model_card(
-    *,
-    model_name: str,
-    summary: str,
-    metrics: Sequence[CardMetric],
-    recipe: dict,
-    command: str,
-    results_markdown: str = "",
-    base_model: str | None = None,
-    datasets: Sequence[str] = (),
-    extra_tags: Iterable[str] = (),
-    sample_image: str | None = None,
-) -> str:
-    """README.md text: YAML front matter (library_name, tags, pipeline_tag, model-index with ``metrics``) and a body
-    with the summary, results, training recipe, the exact command and how to load the model."""
-    from huggingface_hub import EvalResult, ModelCardData
-
-    base_model = base_model if base_model and not os.path.isdir(base_model) else None
-    eval_results = [
-        EvalResult(
-            task_type="image-to-image",
-            task_name="Image Harmonization",
-            dataset_type=m.dataset_type,
-            dataset_name=m.dataset_name,
-            dataset_split=m.dataset_split,
-            dataset_config=m.dataset_config,
-            metric_type=m.type,
-            metric_name=m.name,
-            metric_value=round(float(m.value), 4),
-        )
-        for m in metrics
-        if m.value is not None and math.isfinite(m.value)
-    ]
-    tags = list(dict.fromkeys(["image-harmonization", "lemart", "lemart_hf", *extra_tags]))
-    card_data = ModelCardData(
-        library_name="transformers",
-        pipeline_tag="image-to-image",
-        tags=tags,
-        base_model=base_model,
-        datasets=list(datasets) or None,
-        model_name=model_name,
-        eval_results=eval_results or None,
-    )
-    recipe_rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in recipe.items())
-    sections = [f"---\n{card_data.to_yaml()}\n---\n", f"# {model_name}\n", summary.strip() + "\n"]
-    if results_markdown:
-        sections.append("## Results\n\n" + results_markdown.strip() + "\n")
-    if sample_image:
-        sections.append(
-            f"## Samples\n\nColumns: composite | mask | prediction | original.\n\n![samples]({sample_image})\n"
-        )
-    sections += [
-        (
-            "## Usage\n\n"
-            "```python\n"
-            "import lemart_hf  # registers the model with the Auto classes\n"
-            "from transformers import AutoImageProcessor, AutoModelForImageToImage\n\n"
-            f'model = AutoModelForImageToImage.from_pretrained("{model_name}")\n'
-            f'processor = AutoImageProcessor.from_pretrained("{model_name}")\n'
-            "inputs = processor(images=composite, masks=mask)  # PIL / numpy / torch; mask 1 = foreground\n"
-            "outputs = model(pixel_values=inputs['pixel_values'])\n"
-            "harmonized = processor.post_process_harmonization(outputs, target_sizes=inputs['original_sizes'])[0]\n"
-            "```\n\n"
-            "Without lemart_hf installed, pass `trust_remote_code=True` (the model code is saved next to the weights).\n"
-        ),
-        "## Training recipe\n\n| setting | value |\n| --- | --- |\n" + recipe_rows + "\n",
-        "## Command\n\n```bash\n" + command + "\n```\n",
-        (
-            "## Citation\n\n"
-            "```bibtex\n"
-            "@inproceedings{liu2023lemart,\n"
-            "  title     = {LEMaRT: Label-Efficient Masked Region Transform for Image Harmonization},\n"
-            "  author    = {Liu, Sheng and Huynh, Cong Phuoc and Chen, Cong and Arap, Maxim and Hamid, Raffay},\n"
-            "  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},\n"
-            "  year      = {2023}\n"
-            "}\n"
-            "```\n"
-        ),
-    ]
-    return "\n".join(sections)
 
 
 def default_hub_model_id(args: argparse.Namespace) -> str:
     return args.hub_model_id or Path(os.path.abspath(args.output_dir)).name
 
 
-def files_to_upload(folder: str | os.PathLike) -> list[str]:
-    """Relative paths `push_folder_to_hub` would upload from ``folder`` (`HUB_IGNORE_PATTERNS` left out)."""
-    from huggingface_hub.utils import filter_repo_objects
+def card_license(args: argparse.Namespace, data: str) -> dict[str, str]:
+    """`model_card`'s ``license`` and ``license_reason`` for ``--license`` and the training data ``data``."""
+    if args.license == "other":
+        reason = (
+            f"No licence was named for the weights (`--license`): they inherit the terms of the images they were "
+            f"trained on ({data}). The code files are Apache-2.0, like lemart_hf."
+        )
+    else:
+        reason = f"Named when training (`--license {args.license}`); the terms of the training images ({data}) apply too."
+    return {"license": args.license, "license_reason": reason}
 
-    folder = Path(folder)
-    paths = sorted(str(p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_file())
-    return list(filter_repo_objects(paths, ignore_patterns=HUB_IGNORE_PATTERNS))
+
+def open_hub_repo(args: argparse.Namespace, accelerator) -> HubRepo | None:
+    """With ``--push_to_hub``: create the repository and check write access now, before any training (main
+    process). On failure every process exits with one line naming the cause; returns None on the other processes
+    and without ``--push_to_hub``."""
+    if not args.push_to_hub:
+        return None
+    from accelerate.utils import broadcast_object_list
+    from huggingface_hub import constants
+
+    repo, error = None, None
+    if accelerator.is_main_process:
+        repo_id = default_hub_model_id(args)
+        try:
+            repo = HubRepo(repo_id, token=args.hub_token, private=args.hub_private_repo)
+        except Exception as failure:  # noqa: BLE001  (the HTTP client's errors differ between huggingface_hub versions)
+            lines = [line for line in str(failure).splitlines() if line.strip()] or [type(failure).__name__]
+            cause = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"  # the status; the server's words
+            error = (
+                f"--push_to_hub: cannot create or write to {repo_id!r} on {constants.ENDPOINT}: {cause} (log in with "
+                "`hf auth login` or pass --hub_token; a token needs write access)"
+            )
+    error = broadcast_object_list([error])[0]
+    if error:
+        raise SystemExit(f"{_prog()}: error: {error}")
+    if repo is not None:
+        logger.info(f"--push_to_hub: uploading to {repo.repo_id} ({args.hub_strategy} strategy)")
+    return repo
 
 
-def push_folder_to_hub(
-    folder: str | os.PathLike, repo_id: str, *, token: str | None = None, private: bool = False, commit_message: str
-):
-    """`create_repo` (exist_ok) + `upload_folder` of the final model folder, without checkpoints, logs and samples."""
-    from huggingface_hub import create_repo, upload_folder
-
-    repo_id = create_repo(repo_id, exist_ok=True, token=token, private=private).repo_id
-    return upload_folder(
-        repo_id=repo_id,
-        folder_path=str(folder),
-        commit_message=commit_message,
-        ignore_patterns=HUB_IGNORE_PATTERNS,
-        token=token,
-    )
+def upload_at_save(
+    repo: HubRepo | None, args: argparse.Namespace, save_model: Callable[[], object], checkpoint: Path, step: int
+) -> None:
+    """``--hub_strategy every_save`` / ``checkpoint``, after a checkpoint save: write the model folder as of now
+    (``save_model()``, on every process) and upload it; with ``checkpoint`` the checkpoint too, as last-checkpoint/.
+    An upload that fails here is logged and training goes on (the final upload sends everything again)."""
+    if not args.push_to_hub or args.hub_strategy == "end":
+        return
+    save_model()
+    if repo is None:
+        return
+    try:
+        repo.upload_model(args.output_dir, f"Training in progress, step {step}")
+        if args.hub_strategy == "checkpoint":
+            repo.upload_checkpoint(checkpoint, f"Checkpoint of step {step}")
+    except Exception as failure:  # noqa: BLE001  (as in open_hub_repo; a network error must not end the run)
+        logger.warning(f"upload of step {step} to {repo.repo_id} failed, training goes on: {failure}")
 
 
 __all__ = [
     "CHECKPOINT_PREFIX",
-    "HUB_IGNORE_PATTERNS",
     "TRAINING_STATE_FILE",
-    "CardMetric",
     "CheckpointManager",
     "HarmonizationTrainingPairs",
     "NonFiniteLossError",
@@ -1070,6 +1033,7 @@ __all__ = [
     "backward_and_step",
     "build_optimizer",
     "build_scheduler",
+    "card_license",
     "check_launch",
     "check_training_arguments",
     "checkpoint_step",
@@ -1079,23 +1043,23 @@ __all__ = [
     "default_hub_model_id",
     "effective_learning_rate",
     "exit_on_non_finite_loss",
-    "files_to_upload",
     "is_complete_checkpoint",
     "load_model",
     "load_training_state",
     "log_sample_grid",
     "make_accelerator",
     "make_sample_grid",
-    "model_card",
+    "open_hub_repo",
     "model_path_problem",
-    "push_folder_to_hub",
     "resolve_model_config",
     "resolve_report_to",
+    "run_summary",
     "save_final_model",
     "save_sample_grid",
     "seed_for_step",
     "step_seed",
     "stop_signals",
+    "upload_at_save",
     "warmup_steps",
     "warn_on_run_mismatch",
 ]

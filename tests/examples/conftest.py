@@ -99,15 +99,23 @@ def load_script(name: str):
 
 
 def run_script(
-    script: str, args: list[str], *, launcher: list[str] | None = None, timeout: int = 300, check: bool = True
+    script: str,
+    args: list[str],
+    *,
+    launcher: list[str] | None = None,
+    timeout: int = 300,
+    check: bool = True,
+    env: dict | None = None,
 ):
-    """Run an example script in a subprocess (``python`` or ``accelerate launch`` when ``launcher`` is given)."""
+    """Run an example script in a subprocess (``python`` or ``accelerate launch`` when ``launcher`` is given), in
+    `script_env` updated with ``env``."""
     if launcher is None:
         command = [sys.executable, str(EXAMPLES / script), *args]
     else:
         command = [sys.executable, "-m", "accelerate.commands.launch", *launcher, str(EXAMPLES / script), *args]
     result = subprocess.run(
-        command, cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=timeout, check=False
+        command, cwd=ROOT, env={**script_env(), **(env or {})}, capture_output=True, text=True, timeout=timeout,
+        check=False,
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -124,7 +132,7 @@ def load_example():
 
 @pytest.fixture(scope="session")
 def run_example():
-    """`run_script(script, args, launcher=None, timeout=300, check=True)`: run an example in a subprocess."""
+    """`run_script(script, args, launcher=None, timeout=300, check=True, env=None)`: an example in a subprocess."""
     return run_script
 
 
@@ -162,3 +170,130 @@ def run_in_process():
 
     yield run
     torch.set_num_threads(threads)
+
+
+class StandInHub:
+    """A small HTTP stand-in of the Hugging Face Hub on 127.0.0.1, for `HF_ENDPOINT`: the endpoints huggingface_hub's
+    `create_repo`, `auth_check(write=True)` and `upload_folder` call (the card's metadata is validated with
+    huggingface_hub's `ModelCard`), recording every request and commit.
+
+    Tokens: ``"hf_write"`` may write, ``"hf_read"`` only read, anything else is refused (401). Repositories are
+    created in the token owner's namespace ("tester") unless one is given. Every file is declared "regular" at
+    preupload, so its content comes inline (base64) in the commit, where it is recorded; LFS / Xet storage is
+    not stood in for.
+
+    Attributes:
+        url: the endpoint, ``http://127.0.0.1:<port>``.
+        requests: ``(method, path, token)`` of every request, in order.
+        repos: the ids of the repositories created.
+        commits: ``{"repo", "message", "files": {path: bytes}}`` per commit, in order.
+    """
+
+    USER = "tester"
+    TOKENS = {"hf_write": "write", "hf_read": "read"}
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        hub = self
+        self.requests: list[tuple[str, str, str | None]] = []
+        self.repos: set[str] = set()
+        self.commits: list[dict] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                hub._handle(self, "GET")
+
+            def do_POST(self):
+                hub._handle(self, "POST")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handle(self, handler, method: str) -> None:
+        import base64
+        import re
+
+        path = handler.path.split("?")[0]
+        auth = handler.headers.get("authorization", "")
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+        self.requests.append((method, path, token))
+        body = handler.rfile.read(int(handler.headers.get("content-length") or 0))
+        role = self.TOKENS.get(token)
+        repo = re.match(r"^/api/models/(?P<repo>[^/]+/[^/]+)/(?P<rest>.*)$", path)
+
+        def reply(status: int, payload: dict) -> None:
+            data = json.dumps(payload).encode()
+            handler.send_response(status)
+            handler.send_header("content-type", "application/json")
+            handler.send_header("content-length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+
+        if role is None:
+            return reply(401, {"error": "Invalid credentials in Authorization header"})
+        if method == "POST" and path == "/api/repos/create":
+            request = json.loads(body)
+            repo_id = f"{request.get('organization') or self.USER}/{request['name']}"
+            if role != "write":
+                return reply(403, {"error": "You don't have the rights to create a model under this namespace"})
+            if repo_id in self.repos:
+                return reply(409, {"error": "You already created this model repo", "url": f"{self.url}/{repo_id}"})
+            self.repos.add(repo_id)
+            return reply(200, {"url": f"{self.url}/{repo_id}", "name": repo_id, "id": repo_id})
+        if method == "POST" and path == "/api/validate-yaml":  # the card's metadata, as huggingface_hub parses it
+            from huggingface_hub import ModelCard
+
+            try:
+                ModelCard(json.loads(body)["content"])
+            except ValueError as error:
+                return reply(400, {"errors": [{"message": str(error)}]})
+            return reply(200, {"errors": [], "warnings": []})
+        if repo is None or repo["repo"] not in self.repos:
+            return reply(404, {"error": "Repository not found"})
+        if method == "GET" and repo["rest"] == "auth-check/write":
+            return reply(200, {}) if role == "write" else reply(403, {"error": "No write access"})
+        if method == "POST" and repo["rest"].startswith("preupload/"):
+            files = json.loads(body)["files"]
+            return reply(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+        if method == "POST" and repo["rest"].startswith("commit/"):
+            if role != "write":
+                return reply(403, {"error": "No write access"})
+            lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+            commit = {"repo": repo["repo"], "message": lines[0]["value"]["summary"], "files": {}}
+            for line in lines[1:]:
+                assert line["key"] == "file" and line["value"]["encoding"] == "base64", line
+                commit["files"][line["value"]["path"]] = base64.b64decode(line["value"]["content"])
+            self.commits.append(commit)
+            oid = f"{len(self.commits):040x}"
+            return reply(200, {"commitUrl": f"{self.url}/{repo['repo']}/commit/{oid}", "commitOid": oid})
+        return reply(404, {"error": f"the stand-in hub does not serve {method} {path}"})
+
+
+@pytest.fixture
+def stand_in_hub():
+    """A `StandInHub` serving on 127.0.0.1 for the test's duration."""
+    hub = StandInHub()
+    yield hub
+    hub.close()
+
+
+@pytest.fixture
+def stand_in_hub_in_process(stand_in_hub, monkeypatch):
+    """The `stand_in_hub`, made this process's Hub: huggingface_hub's endpoint pointed at it and offline mode off
+    (what `HF_ENDPOINT` and `HF_HUB_OFFLINE=0` do for a new process; both are read when huggingface_hub is imported)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", stand_in_hub.url)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return stand_in_hub

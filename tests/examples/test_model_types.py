@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lemart_hf import ARCHITECTURES
+from lemart_hf import ARCHITECTURES, ImageHarmonizationPipeline
 
 OTHER_ARCHITECTURES = sorted(name for name in ARCHITECTURES if name != "swinih")
 
@@ -46,6 +46,9 @@ def test_pretrain_finetune_eval_and_pipeline(name, tmp_path, photo_folder, iharm
     from transformers import AutoModelForImageToImage, pipeline
 
     assert type(AutoModelForImageToImage.from_pretrained(finetuned)) is ARCHITECTURES[name].model_class
+    from lemart_hf.hub import check_hub_folder
+
+    assert check_hub_folder(finetuned) == [] and check_hub_folder(pretrained) == []  # the code of every architecture
     evaluated = run_in_process(
         "run_eval.py", ["--data_dir", str(iharmony4_root), "--model", str(finetuned), "--num_workers", "0",
                         "--output_dir", str(tmp_path / "eval")],
@@ -53,7 +56,7 @@ def test_pretrain_finetune_eval_and_pipeline(name, tmp_path, photo_folder, iharm
     assert evaluated["working_size"] == [32, 32]  # the model runs at its processor's size, as in the pipeline
     assert evaluated["table"]["All"]["fpsnr"] == pytest.approx(results["test"]["All"]["fpsnr"], abs=1e-4)
 
-    pipe = pipeline("image-harmonization", model=str(finetuned), device="cpu")
+    pipe = pipeline("image-harmonization", model=str(finetuned), pipeline_class=ImageHarmonizationPipeline, device="cpu")
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8))
     mask = np.zeros((50, 70), np.uint8)
     mask[10:40, 20:60] = 255

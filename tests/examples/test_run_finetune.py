@@ -1,6 +1,6 @@
 """examples/run_finetune.py end to end on a tiny iHarmony4-layout tree: accelerate launch, a pre-trained start,
 the label fraction, the final evaluation in the model card (numbers equal to run_eval.py's), exact resumption,
-the Hub upload up to the network call, and argument errors."""
+the Hub upload (to a stand-in of the Hub) and argument errors."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,8 +68,6 @@ def test_finetune_end_to_end_with_accelerate_launch(tmp_path, iharmony4_root, pr
     results = json.loads((output_dir / "eval_results.json").read_text())
     assert results["table"]["All"]["images"] == 4
     card = (output_dir / "README.md").read_text()
-    import yaml
-
     meta = yaml.safe_load(card.split("---\n")[1])
     entry = meta["model-index"][0]["results"][0]
     assert entry["dataset"]["split"] == "test" and entry["dataset"]["name"].startswith("HTiny")
@@ -152,41 +151,39 @@ def test_self_supervised_mix_and_held_out_validation_resume_exactly(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_push_to_hub_uploads_the_final_folder(tmp_path, iharmony4_root, tiny_config, run_in_process, monkeypatch):
-    """Everything up to the network call: the repository and the folder that would be uploaded."""
-    import huggingface_hub
+def test_push_to_hub_records_the_base_model_and_uploads_the_folder(
+    tmp_path, iharmony4_root, pretrained, run_in_process, stand_in_hub_in_process
+):
+    """Against the stand-in hub (tests/examples/conftest.py; run_pretrain.py is run against it in a subprocess, by
+    HF_ENDPOINT, in test_push_to_hub.py); the start is a local folder whose card names the repository it was
+    released as: the fine-tuned card records that as base_model."""
+    from lemart_hf import SwinIHForHarmonization, SwinIHImageProcessor
+    from lemart_hf.hub import hub_code_files, model_card, save_hub_folder
 
-    calls = {}
-
-    class Repo:
-        repo_id = "user/tiny-harmonizer"
-
-    def fake_create_repo(repo_id, **kwargs):
-        calls["create_repo"] = (repo_id, kwargs)
-        return Repo()
-
-    def fake_upload_folder(**kwargs):
-        from lemart_hf.training import files_to_upload
-
-        calls["upload_folder"] = kwargs
-        calls["files"] = files_to_upload(kwargs["folder_path"])
-
-    monkeypatch.setattr(huggingface_hub, "create_repo", fake_create_repo)
-    monkeypatch.setattr(huggingface_hub, "upload_folder", fake_upload_folder)
+    released = tmp_path / "pretrained"
+    card = model_card(model_name="team/tiny-pretrained", summary="Pre-trained.", metrics=[], recipe={}, command="",
+                      license="other", license_reason="Test.")  # fmt: skip
+    model = SwinIHForHarmonization.from_pretrained(pretrained)
+    save_hub_folder(released, model, SwinIHImageProcessor.from_pretrained(pretrained), card)
     output_dir = tmp_path / "tiny-harmonizer"
     extra = [
-        "--model_config", tiny_config, "--max_train_steps", "2", "--checkpointing_steps", "1", "--validation_steps", "0",
-        "--dataloader_num_workers", "0", "--push_to_hub", "--hub_token", "hf_x", "--max_eval_samples", "2",
+        "--model_name_or_path", str(released), "--max_train_steps", "2", "--checkpointing_steps", "1",
+        "--validation_steps", "0", "--dataloader_num_workers", "0", "--max_eval_samples", "2", "--push_to_hub",
+        "--hub_token", "hf_write", "--license", "cc-by-nc-4.0",
     ]  # fmt: skip
     run_in_process("run_finetune.py", common_args(iharmony4_root, output_dir) + extra)
-    assert calls["create_repo"] == ("tiny-harmonizer", {"exist_ok": True, "token": "hf_x", "private": False})
-    upload = calls["upload_folder"]
-    assert upload["repo_id"] == "user/tiny-harmonizer" and Path(upload["folder_path"]) == output_dir
-    files = set(calls["files"])
+
+    hub = stand_in_hub_in_process
+    assert hub.repos == {"tester/tiny-harmonizer"}
+    (commit,) = hub.commits
+    files = set(commit["files"])
     assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "eval_results.json"} <= files
-    assert {"modeling_swinih.py", "configuration_swinih.py"} <= files  # remote code: loads without lemart_hf
+    assert set(hub_code_files(SwinIHForHarmonization)) <= files  # model and pipeline code: loads without lemart_hf
     assert not [f for f in files if f.startswith(("checkpoint-", "logs/", "samples/"))]
     assert (output_dir / "checkpoint-2").is_dir()  # kept locally, not uploaded
+    meta = yaml.safe_load(commit["files"]["README.md"].decode().split("---\n")[1])
+    assert meta["base_model"] == "team/tiny-pretrained" and meta["license"] == "cc-by-nc-4.0"
+    assert meta["model-index"][0]["name"] == "tester/tiny-harmonizer"
 
 
 @pytest.mark.parametrize(

@@ -112,6 +112,7 @@ def test_pretrain_end_to_end_with_accelerate_launch(tmp_path, tiny_config, photo
     # Model card: front matter with the model-index and validation metrics, the exact command.
     meta = read_front_matter(output_dir / "README.md")
     assert meta["pipeline_tag"] == "image-to-image" and meta["library_name"] == "transformers"
+    assert meta["license"] == "other" and "inherit the terms of the images" in (output_dir / "README.md").read_text()
     assert {"image-harmonization", "lemart"} <= set(meta["tags"])
     metrics = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
     assert set(metrics) == {"psnr", "fpsnr", "mse", "fmse"} and all(math.isfinite(v) for v in metrics.values())
@@ -127,14 +128,10 @@ def test_pretrain_end_to_end_with_accelerate_launch(tmp_path, tiny_config, photo
     assert results["global_step"] == 4 and results["validation"]["step"] == 4
     assert list((output_dir / "logs").rglob("events.out.tfevents*")), "no tensorboard log"
 
-    # What --push_to_hub would upload: the final folder without checkpoints, logs or intermediate samples.
-    from lemart_hf.training import files_to_upload
+    # A complete hub repository (what --push_to_hub uploads: tests/examples/test_push_to_hub.py).
+    from lemart_hf.hub import check_hub_folder
 
-    uploaded = files_to_upload(output_dir)
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "sample_grid.png"} <= set(
-        uploaded
-    )
-    assert not [f for f in uploaded if f.startswith(("checkpoint-", "logs/", "samples/"))]
+    assert check_hub_folder(output_dir) == []
 
 
 def test_pretrain_two_processes_on_the_embedded_photos(tmp_path, tiny_config, run_example):
@@ -262,6 +259,7 @@ def test_nan_loss_stops_with_a_clear_message_after_saving(tmp_path, tiny_config,
         (["--mask_strategy", "zigzag"], "invalid choice: 'zigzag'"),
         (["--resume_from_checkpoint", "/no/checkpoint-3"], "is not a complete checkpoint folder"),
         (["--max_train_steps", "0"], "--max_train_steps must be >= 1"),
+        (["--hub_strategy", "checkpoint"], "--hub_strategy checkpoint uploads with --push_to_hub, which is not given"),
     ],
 )
 def test_bad_arguments_give_clear_errors(argv, message, capsys):

@@ -5,8 +5,9 @@ input's own resolution by `highres.transfer_harmonization` (a local affine colou
 size and applied at full size), so a 4096x4096 photo is harmonized without running the network at 4096x4096.
 Outside the mask the output equals the input exactly.
 
-This file is copied next to the weights by `pipe.save_pretrained` (with `highres.py` and
-`image_processing_swinih.py`, linked into this folder for that reason), so it imports nothing from lemart_hf.
+This file is copied next to the weights by `pipe.save_pretrained`, which `lemart_hf.hub.save_hub_folder` uses to
+write every model folder (with `highres.py` and `image_processing_swinih.py`, linked into this folder for that
+reason), so it imports nothing from lemart_hf.
 """
 
 from __future__ import annotations
@@ -78,9 +79,9 @@ class ImageHarmonizationPipeline(Pipeline):
     """Harmonize the masked region of a composite so that it matches the rest of the image.
 
     ```python
-    >>> import lemart_hf  # registers the task
     >>> from transformers import pipeline
-    >>> pipe = pipeline("image-harmonization", model="path/or/hub-id")
+    >>> pipe = pipeline("image-harmonization", model="path/or/hub-id", trust_remote_code=True)  # no lemart_hf needed
+    >>> # lemart_hf's own code instead of the folder's copy: pipeline_class=lemart_hf.ImageHarmonizationPipeline
     >>> out = pipe("composite.jpg", "mask.png")                 # PIL image, the composite's size
     >>> outs = pipe([img1, img2], [mask1, mask2], batch_size=2)  # list of PIL images
     >>> out = pipe({"image": img, "mask": mask}, output_type="pt")  # (3, H, W) float tensor in [0, 1]
