@@ -42,6 +42,22 @@ def model_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture
+def run_cli(capsys):
+    """`run_cli(args)`: `lemart-harmonize` run in this process -> (exit code, stdout, stderr)."""
+    from lemart_hf.cli import main
+
+    def run(args):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit_:
+            code = exit_.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def pipe(model_dir):
     from transformers import pipeline

@@ -9,8 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from lemart_hf.cli import main
-
 
 def write_pair(folder, name, height, width, mask_size=None, seed=0):
     rng = np.random.default_rng(seed)
@@ -23,16 +21,6 @@ def write_pair(folder, name, height, width, mask_size=None, seed=0):
     return folder / f"{name}.png", folder / f"{name}_mask.png"
 
 
-def run_main(args, capsys):
-    """Run the CLI in-process: (exit code, stdout, stderr)."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def assert_one_line_error(code, err, *fragments):
     assert code == 2
     lines = err.strip().splitlines()
@@ -41,10 +29,10 @@ def assert_one_line_error(code, err, *fragments):
         assert fragment in lines[0], (fragment, lines[0])
 
 
-def test_single_image(model_dir, tmp_path, capsys):
+def test_single_image(model_dir, tmp_path, run_cli):
     composite, mask = write_pair(tmp_path, "photo", 75, 101)
     output = tmp_path / "out" / "harmonized.png"
-    code, out, _ = run_main(["--model", model_dir, composite, mask, "-o", output, "--device", "cpu"], capsys)
+    code, out, _ = run_cli(["--model", model_dir, composite, mask, "-o", output, "--device", "cpu"])
     assert code == 0 and str(output) in out
     result, source = np.asarray(Image.open(output)), np.asarray(Image.open(composite))
     assert result.shape == source.shape
@@ -52,7 +40,7 @@ def test_single_image(model_dir, tmp_path, capsys):
     assert np.array_equal(result[background], source[background])
 
 
-def test_single_image_options(model_dir, tmp_path, capsys):
+def test_single_image_options(model_dir, tmp_path, run_cli):
     composite, mask = write_pair(tmp_path, "photo", 40, 30, mask_size=(20, 15))
     output = tmp_path / "harmonized.jpg"
     args = [
@@ -68,12 +56,12 @@ def test_single_image_options(model_dir, tmp_path, capsys):
         "resize",
         "--resize_mask",
     ]
-    code, _, err = run_main(args, capsys)
+    code, _, err = run_cli(args)
     assert code == 0, err
     assert Image.open(output).size == (30, 40)
 
 
-def test_folder_mode(model_dir, tmp_path, capsys):
+def test_folder_mode(model_dir, tmp_path, run_cli):
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     write_pair(inputs, "a", 64, 64, seed=1)
@@ -82,9 +70,8 @@ def test_folder_mode(model_dir, tmp_path, capsys):
     Image.fromarray(rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)).save(inputs / "c.jpg")
     Image.fromarray(np.full((50, 60), 255, np.uint8)).save(inputs / "c_mask.png")
     before = {p.name: p.read_bytes() for p in inputs.iterdir()}
-    code, _, err = run_main(
-        ["--model", model_dir, "--input_dir", inputs, "--output_dir", outputs, "--batch_size", "2"], capsys
-    )
+    code, _, err = run_cli(
+        ["--model", model_dir, "--input_dir", inputs, "--output_dir", outputs, "--batch_size", "2"])
     assert code == 0, err
     assert sorted(p.name for p in outputs.iterdir()) == ["a.png", "b.png", "c.png"]
     assert Image.open(outputs / "b.png").size == (91, 33) and Image.open(outputs / "c.png").size == (60, 50)
@@ -92,21 +79,21 @@ def test_folder_mode(model_dir, tmp_path, capsys):
     assert "lemart-harmonize" in err  # the progress bar
 
 
-def test_bad_mask_path(model_dir, tmp_path, capsys):
+def test_bad_mask_path(model_dir, tmp_path, run_cli):
     composite, _ = write_pair(tmp_path, "photo", 30, 30)
     missing = tmp_path / "nope_mask.png"
-    code, _, err = run_main(["--model", model_dir, composite, missing, "-o", tmp_path / "o.png"], capsys)
+    code, _, err = run_cli(["--model", model_dir, composite, missing, "-o", tmp_path / "o.png"])
     assert_one_line_error(code, err, "file not found", "nope_mask.png")
     assert not (tmp_path / "o.png").exists()
 
 
-def test_size_mismatch(model_dir, tmp_path, capsys):
+def test_size_mismatch(model_dir, tmp_path, run_cli):
     composite, mask = write_pair(tmp_path, "photo", 30, 40, mask_size=(20, 20))
-    code, _, err = run_main(["--model", model_dir, composite, mask, "-o", tmp_path / "o.png"], capsys)
+    code, _, err = run_cli(["--model", model_dir, composite, mask, "-o", tmp_path / "o.png"])
     assert_one_line_error(code, err, "40x30", "20x20", "--resize_mask")
 
 
-def test_bad_inputs_give_one_line_and_exit_2(model_dir, tmp_path, capsys):
+def test_bad_inputs_give_one_line_and_exit_2(model_dir, tmp_path, run_cli):
     composite, mask = write_pair(tmp_path, "photo", 30, 30)
     original = composite.read_bytes()
     (tmp_path / "broken.png").write_bytes(b"not an image")
@@ -129,18 +116,18 @@ def test_bad_inputs_give_one_line_and_exit_2(model_dir, tmp_path, capsys):
     if torch.cuda.is_available():
         cases = [case for case in cases if "--device" not in case[0]]
     for args, fragment in cases:
-        code, _, err = run_main(args, capsys)
+        code, _, err = run_cli(args)
         assert_one_line_error(code, err, fragment)
     assert composite.read_bytes() == original
     assert not (tmp_path / "o.png").exists()
 
 
-def test_folder_mode_missing_mask(model_dir, tmp_path, capsys):
+def test_folder_mode_missing_mask(model_dir, tmp_path, run_cli):
     inputs = tmp_path / "in"
     inputs.mkdir()
     write_pair(inputs, "a", 20, 20)
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(inputs / "lonely.png")
-    code, _, err = run_main(["--model", model_dir, "--input_dir", inputs, "--output_dir", tmp_path / "out"], capsys)
+    code, _, err = run_cli(["--model", model_dir, "--input_dir", inputs, "--output_dir", tmp_path / "out"])
     assert_one_line_error(code, err, "no mask for", "lonely_mask.png")
     assert not (tmp_path / "out").exists()
 

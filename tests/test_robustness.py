@@ -17,7 +17,6 @@ import torch
 from PIL import Image
 
 from lemart_hf import ARCHITECTURES, SwinIHConfig, SwinIHForHarmonization, SwinIHImageProcessor
-from lemart_hf.cli import main as cli_main
 from lemart_hf.data import DataFileError, example_to_tensors, load_iharmony4, pil_to_tensor
 from lemart_hf.evaluation import NonFinitePredictionError, evaluate_harmonization
 from lemart_hf.lemart import LEMaRTComposer, lemart_transform
@@ -40,14 +39,6 @@ def _files(folder, name):
     return folder / f"{name}.png", folder / f"{name}_mask.png"
 
 
-def _cli(args, capsys):
-    """Run lemart-harmonize in this process: (exit code, stdout, stderr lines)."""
-    try:
-        code = cli_main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err.strip().splitlines()
 
 
 # ----- masks: 0/1 8-bit masks and palette masks ------------------------------------------------------------------
@@ -81,7 +72,7 @@ def test_soft_8bit_masks_keep_their_scale():
 # ----- non-finite predictions ------------------------------------------------------------------------------------
 
 
-def test_nan_weights_are_an_error_not_a_black_foreground(model_dir, tmp_path, capsys):
+def test_nan_weights_are_an_error_not_a_black_foreground(model_dir, tmp_path, capsys, run_cli):
     image, binary = _pair()
     broken = tmp_path / "nan_model"
     model = SwinIHForHarmonization.from_pretrained(model_dir)
@@ -93,7 +84,8 @@ def test_nan_weights_are_an_error_not_a_black_foreground(model_dir, tmp_path, ca
     Image.fromarray(image).save(tmp_path / "c.png")
     Image.fromarray(binary.astype(np.uint8) * 255).save(tmp_path / "c_mask.png")
     capsys.readouterr()  # the progress bars of loading and saving above
-    code, _, err = _cli(["--model", broken, *_files(tmp_path, "c"), "-o", tmp_path / "o.png"], capsys)
+    code, _, stderr = run_cli(["--model", broken, *_files(tmp_path, "c"), "-o", tmp_path / "o.png"])
+    err = stderr.strip().splitlines()
     assert code == 2 and len(err) == 1 and "not finite" in err[0], err
     assert not (tmp_path / "o.png").exists()
     processor = SwinIHImageProcessor(size=64)
@@ -219,18 +211,19 @@ def test_working_size_below_8_is_refused(pipe, size):
 # ----- files: decompression bombs, writes, folders ---------------------------------------------------------------
 
 
-def test_decompression_bomb_is_one_line_in_pipeline_and_cli(pipe, model_dir, tmp_path, capsys, monkeypatch):
+def test_decompression_bomb_is_one_line_in_pipeline_and_cli(pipe, model_dir, tmp_path, run_cli, monkeypatch):
     image, binary = _pair(64, 64)
     Image.fromarray(image).save(tmp_path / "big.png")
     Image.fromarray(binary.astype(np.uint8) * 255).save(tmp_path / "big_mask.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 // 3)  # the file is over twice the limit: a bomb
     with pytest.raises(ValueError, match="refusing to read image .*big.png.*decompression bomb"):
         pipe(str(tmp_path / "big.png"), binary)
-    code, _, err = _cli(["--model", model_dir, *_files(tmp_path, "big"), "-o", tmp_path / "o.png"], capsys)
+    code, _, stderr = run_cli(["--model", model_dir, *_files(tmp_path, "big"), "-o", tmp_path / "o.png"])
+    err = stderr.strip().splitlines()
     assert code == 2 and len(err) == 1 and "big.png" in err[0] and "decompression bomb" in err[0], err
 
 
-def test_cli_interrupted_while_writing_leaves_the_old_file_whole(model_dir, tmp_path, capsys, monkeypatch):
+def test_cli_interrupted_while_writing_leaves_the_old_file_whole(model_dir, tmp_path, run_cli, monkeypatch):
     image, binary = _pair()
     Image.fromarray(image).save(tmp_path / "c.png")
     Image.fromarray(binary.astype(np.uint8) * 255).save(tmp_path / "c_mask.png")
@@ -243,13 +236,13 @@ def test_cli_interrupted_while_writing_leaves_the_old_file_whole(model_dir, tmp_
         raise KeyboardInterrupt  # ... when Ctrl-C / SIGTERM arrives
 
     monkeypatch.setattr(Image.Image, "save", interrupted_save)
-    code, _, _ = _cli(["--model", model_dir, *_files(tmp_path, "c"), "-o", tmp_path / "out.png"], capsys)
+    code, _, _ = run_cli(["--model", model_dir, *_files(tmp_path, "c"), "-o", tmp_path / "out.png"])
     assert code == 130
     assert (tmp_path / "out.png").read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "c_mask.png", "out.png"]  # no temporary left
 
 
-def test_cli_folder_skips_unreadable_composites_and_fails_at_the_end(model_dir, tmp_path, capsys):
+def test_cli_folder_skips_unreadable_composites_and_fails_at_the_end(model_dir, tmp_path, run_cli):
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     for name in ("a", "b", "c", "d"):
@@ -259,7 +252,8 @@ def test_cli_folder_skips_unreadable_composites_and_fails_at_the_end(model_dir, 
     data = (inputs / "b.jpg").read_bytes()
     (inputs / "b.jpg").write_bytes(data[: len(data) // 2])  # header readable, data truncated
     (inputs / "d.jpg").write_bytes(b"not an image")  # header unreadable
-    code, _, err = _cli(["--model", model_dir, "--input_dir", inputs, "--output_dir", outputs, "-q"], capsys)
+    code, _, stderr = run_cli(["--model", model_dir, "--input_dir", inputs, "--output_dir", outputs, "-q"])
+    err = stderr.strip().splitlines()
     assert code == 2
     assert sorted(p.name for p in outputs.iterdir()) == ["a.png", "c.png"]
     warnings = [line for line in err if "warning: skipped" in line]
@@ -268,7 +262,7 @@ def test_cli_folder_skips_unreadable_composites_and_fails_at_the_end(model_dir, 
     assert "b.jpg" in err[-1] and "d.jpg" in err[-1]
 
 
-def test_cli_refuses_a_corrupt_or_missing_weights_file_in_one_line(model_dir, tmp_path, capsys):
+def test_cli_refuses_a_corrupt_or_missing_weights_file_in_one_line(model_dir, tmp_path, run_cli):
     image, binary = _pair()
     Image.fromarray(image).save(tmp_path / "c.png")
     Image.fromarray(binary.astype(np.uint8) * 255).save(tmp_path / "c_mask.png")
@@ -283,7 +277,8 @@ def test_cli_refuses_a_corrupt_or_missing_weights_file_in_one_line(model_dir, tm
                     continue
                 data = data[: len(data) // 2]
             (folder / file.name).write_bytes(data)
-        code, _, err = _cli(["--model", folder, *_files(tmp_path, "c"), "-o", tmp_path / "o.png"], capsys)
+        code, _, stderr = run_cli(["--model", folder, *_files(tmp_path, "c"), "-o", tmp_path / "o.png"])
+        err = stderr.strip().splitlines()
         assert code == 2 and len(err) == 1 and fragment in err[0] and len(err[0]) < 300, err
 
 
