@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="Side the model runs at, at least 8 (default: its image processor's size, as the pipeline does); "
-        "predictions are "
-        "carried to the protocol size by the high-resolution transfer. 256: run the network at the protocol size.",
+        "predictions are carried to the protocol size by the high-resolution transfer. 256: run the network at the "
+        "protocol size.",
     )
     parser.add_argument(
         "--highres_method",
