@@ -2,7 +2,7 @@
 
 (B, 4, H, W) -> 7x7 conv -> `num_blocks` residual blocks, all at full resolution and `hidden_size` channels ->
 7x7 conv to the RGB correction -> `HarmonizationModelMixin` adds it to the composite and keeps the background.
-Fully convolutional: any input size, no padding needed.
+Fully convolutional: any input size (one under 4 pixels a side is padded for the 7x7 reflect padding, then cropped).
 """
 
 from __future__ import annotations
