@@ -22,13 +22,15 @@ import argparse
 import os
 
 import torch
+from safetensors import SafetensorError
 
 from lemart_hf.baselines import BASELINES, color_transfer_baseline, get_baseline
-from lemart_hf.data import load_iharmony4
-from lemart_hf.evaluation import evaluate_harmonization
+from lemart_hf.data import DataFileError, load_iharmony4
+from lemart_hf.evaluation import NonFinitePredictionError, evaluate_harmonization
 from lemart_hf.highres import TRANSFER_METHODS
 from lemart_hf.metrics import PROTOCOLS
-from lemart_hf.training import check_launch, model_path_problem
+from lemart_hf.models.swinih.image_processing_swinih import MIN_WORKING_SIZE
+from lemart_hf.training import check_launch, model_path_problem, output_dir_problem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--working_size",
         type=int,
         default=None,
-        help="Side the model runs at (default: its image processor's size, as the pipeline does); predictions are "
-        "carried to the protocol size by the high-resolution transfer. 256: run the network at the protocol size.",
+        help="Side the model runs at, at least 8 (default: its image processor's size, as the pipeline does); "
+        "predictions are carried to the protocol size by the high-resolution transfer. 256: run the network at the "
+        "protocol size.",
     )
     parser.add_argument(
         "--highres_method",
@@ -161,13 +164,16 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"--{name} must be >= {smallest}, got {value}")
     if args.model is not None and (problem := model_path_problem(args.model)):
         parser.error(f"--model {args.model!r} {problem}")
+    for name in ("output_dir", "save_images"):  # checked now, not after the whole evaluation
+        if getattr(args, name) is not None and (problem := output_dir_problem(getattr(args, name))):
+            parser.error(f"--{name} {getattr(args, name)!r} {problem}")
     try:
         dataset = load_iharmony4(args.data_dir, args.subsets, args.split, max_samples=args.max_samples)
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
 
-    if args.working_size is not None and args.working_size < 1:
-        parser.error(f"--working_size must be >= 1, got {args.working_size}")
+    if args.working_size is not None and args.working_size < MIN_WORKING_SIZE:
+        parser.error(f"--working_size must be >= {MIN_WORKING_SIZE}, got {args.working_size}")
 
     from accelerate import Accelerator
 
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
             predict_fn, working_size = load_model_predictor(
                 args.model, accelerator.device, args.working_size, args.highres_method
             )
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, SafetensorError) as error:
             parser.error(f"--model {args.model!r} could not be loaded: {str(error).splitlines()[0]}")
         if working_size is not None:
             title += f" (working size {working_size[0]}x{working_size[1]}, {args.highres_method} transfer)"
@@ -196,16 +202,19 @@ def main(argv: list[str] | None = None) -> dict:
     saver = None
     if args.save_images:
         saver = ImageSaver(args.save_images, args.num_grids, accelerator.is_main_process)
-    results = evaluate_harmonization(
-        predict_fn,
-        dataset,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        protocol=args.protocol,
-        accelerator=accelerator,
-        on_batch=saver,
-        title=title,
-    )
+    try:
+        results = evaluate_harmonization(
+            predict_fn,
+            dataset,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            protocol=args.protocol,
+            accelerator=accelerator,
+            on_batch=saver,
+            title=title,
+        )
+    except (DataFileError, NonFinitePredictionError) as error:
+        raise SystemExit(f"run_eval.py: error: {error}") from None
     results.extra.update(
         {
             "data_dir": os.path.abspath(args.data_dir),
@@ -217,8 +226,12 @@ def main(argv: list[str] | None = None) -> dict:
         }
     )
     if accelerator.is_main_process:
-        json_path, md_path = results.save(args.output_dir)
-        print(results.to_markdown())
+        print(results.to_markdown(), flush=True)  # first: a failing save must not lose the numbers
+        try:
+            json_path, md_path = results.save(args.output_dir)
+        except OSError as error:
+            message = f"could not write the results into {args.output_dir!r}: {error}"
+            raise SystemExit(f"run_eval.py: error: {message}") from None
         print(f"Wrote {json_path} and {md_path}")
     accelerator.wait_for_everyone()
     return results.to_dict()

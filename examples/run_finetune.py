@@ -41,15 +41,16 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from lemart_hf.data import IHARMONY4_SUBSETS, find_subsets, hold_out_photos, load_iharmony4
+from lemart_hf.data import IHARMONY4_SUBSETS, DataFileError, find_subsets, hold_out_photos, load_iharmony4
 from lemart_hf.data.photos import EpochShuffleSampler
+from lemart_hf.evaluation import NonFinitePredictionError, evaluate_harmonization, model_predictor
 from lemart_hf.lemart import LEMaRTComposer, generator_for_step
 from lemart_hf.lemart.mixing import mix_self_supervised, mixed_counts
-from lemart_hf.evaluation import evaluate_harmonization, model_predictor
 from lemart_hf.metrics import PROTOCOLS, get_protocol
 from lemart_hf.hub import base_model_name, model_card, results_metrics
 from lemart_hf.training import (
     CheckpointManager,
+    CheckpointWriteError,
     HarmonizationTrainingPairs,
     NonFiniteLossError,
     StopRequest,
@@ -355,17 +356,20 @@ def main(argv: list[str] | None = None) -> dict:
             if not first_batch and accelerator.is_main_process:
                 first_batch.update(batch, harmonized=harmonized.detach().cpu())
 
-        results = evaluate_harmonization(
-            model_predictor(unwrapped, args.resolution),
-            rows,
-            batch_size=args.eval_batch_size,
-            num_workers=args.dataloader_num_workers,
-            protocol=protocol,
-            accelerator=accelerator,
-            progress=False,
-            on_batch=keep_first,
-            title=title,
-        )
+        try:
+            results = evaluate_harmonization(
+                model_predictor(unwrapped, args.resolution),
+                rows,
+                batch_size=args.eval_batch_size,
+                num_workers=args.dataloader_num_workers,
+                protocol=protocol,
+                accelerator=accelerator,
+                progress=False,
+                on_batch=keep_first,
+                title=title,
+            )
+        except (DataFileError, NonFinitePredictionError) as error:
+            raise SystemExit(f"run_finetune.py: error: {error}") from None
         unwrapped.train()
         grid = None
         if first_batch:
@@ -495,6 +499,9 @@ def main(argv: list[str] | None = None) -> dict:
     except NonFiniteLossError as error:
         progress.close()
         exit_on_non_finite_loss(error, accelerator, checkpoints, last_good)
+    except (DataFileError, CheckpointWriteError) as error:
+        progress.close()
+        raise SystemExit(f"run_finetune.py: error: {error}") from None
     finally:
         stop.close()
     progress.close()

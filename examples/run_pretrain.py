@@ -54,6 +54,7 @@ from lemart_hf.metrics import harmonization_metrics
 from lemart_hf.hub import CARD_METRICS, CardMetric, base_model_name, model_card
 from lemart_hf.training import (
     CheckpointManager,
+    CheckpointWriteError,
     NonFiniteLossError,
     StopRequest,
     Throughput,
@@ -140,7 +141,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lemart.add_argument(
         "--mask_strategy", choices=MASK_STRATEGIES, default="random", help="Foreground masks (paper: random)."
     )
-    lemart.add_argument("--mask_ratio", type=float, default=0.5, help="Foreground fraction of each mask (paper: 0.5).")
+    lemart.add_argument(
+        "--mask_ratio", type=float, default=0.5, help="Foreground fraction of each mask, in (0, 1] (paper: 0.5)."
+    )
     lemart.add_argument("--mask_grid_size", type=int, default=8, help="Patches per side for random and grid masks.")
     lemart.add_argument(
         "--perturbations",
@@ -171,8 +174,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--streaming needs --dataset_name")
     if args.streaming and args.max_train_steps is None:
         parser.error("--streaming needs --max_train_steps (a stream has no length to count epochs in)")
-    if not 0.0 <= args.mask_ratio <= 1.0:
-        parser.error(f"--mask_ratio must be in [0, 1], got {args.mask_ratio}")
+    if not 0.0 < args.mask_ratio <= 1.0:
+        parser.error(f"--mask_ratio must be in (0, 1] (0: every composite is its photo), got {args.mask_ratio}")
+    if not 1 <= args.mask_grid_size <= args.resolution:
+        parser.error(f"--mask_grid_size must be in [1, --resolution {args.resolution}], got {args.mask_grid_size}")
     if not 0.0 < args.crop_scale[0] <= args.crop_scale[1] <= 1.0:
         parser.error(f"--crop_scale must satisfy 0 < MIN <= MAX <= 1, got {args.crop_scale}")
     if args.num_validation_images < 0 or args.num_validation_composites < 0:
@@ -181,8 +186,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--dataset_repeats must be >= 1, got {args.dataset_repeats}")
     if args.max_train_samples is not None and args.max_train_samples < 1:
         parser.error(f"--max_train_samples must be >= 1, got {args.max_train_samples}")
+    try:
+        make_composer(args)
+    except ValueError as error:
+        parser.error(f"LEMaRT composites: {error}")
     check_training_arguments(parser, args)
     return args
+
+
+def make_composer(args: argparse.Namespace) -> LEMaRTComposer:
+    return LEMaRTComposer(
+        mask_strategy=args.mask_strategy,
+        mask_ratio=args.mask_ratio,
+        grid_size=args.mask_grid_size,
+        **({"perturbations": args.perturbations} if args.perturbations else {}),
+    )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -332,12 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_dataset, validation_photos, data_source = build_datasets(args)
     except (FileNotFoundError, ValueError, ModuleNotFoundError) as error:
         raise SystemExit(f"run_pretrain.py: error: {error}") from error
-    composer = LEMaRTComposer(
-        mask_strategy=args.mask_strategy,
-        mask_ratio=args.mask_ratio,
-        grid_size=args.mask_grid_size,
-        **({"perturbations": args.perturbations} if args.perturbations else {}),
-    )
+    composer = make_composer(args)
     num_processes = accelerator.num_processes
     batch_per_step = args.train_batch_size * num_processes * args.gradient_accumulation_steps
     streaming = isinstance(train_dataset, StreamingPhotos)
@@ -565,6 +578,9 @@ def main(argv: list[str] | None = None) -> dict:
     except NonFiniteLossError as error:
         progress.close()
         exit_on_non_finite_loss(error, accelerator, checkpoints, last_good)
+    except CheckpointWriteError as error:
+        progress.close()
+        raise SystemExit(f"run_pretrain.py: error: {error}") from None
     finally:
         stop.close()
     progress.close()

@@ -1,4 +1,5 @@
-"""Shared fixtures. `shared_data` points at ../shared/data beside the project and skips when it is absent."""
+"""Shared fixtures. `shared_data` points at ../shared/data beside the project and skips when it is absent;
+`model_dir` is a tiny SwinIH saved with a 64x64 working size, `pipe` the "image-harmonization" pipeline on it."""
 
 from pathlib import Path
 
@@ -18,3 +19,49 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny tensors: one thread is faster, and on a shared, busy 2-core machine two threads can be 50x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    from lemart_hf import SwinIHConfig, SwinIHForHarmonization, SwinIHImageProcessor
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny_swinih")
+    tiny = {"embed_dim": 16, "depths": [1, 1, 2], "num_heads": [2, 2, 4], "window_size": 4}
+    SwinIHForHarmonization(SwinIHConfig(**tiny)).eval().save_pretrained(folder)
+    SwinIHImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """`run_cli(args)`: `lemart-harmonize` run in this process -> (exit code, stdout, stderr)."""
+    from lemart_hf.cli import main
+
+    def run(args):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit_:
+            code = exit_.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def pipe(model_dir):
+    from transformers import pipeline
+
+    import lemart_hf  # noqa: F401  (registers the task)
+
+    return pipeline("image-harmonization", model=str(model_dir), device="cpu")

@@ -80,9 +80,11 @@ def test_checkpoints_are_atomic_rotated_and_resolved(tmp_path):
 def test_a_kill_during_a_save_leaves_no_checkpoint_that_looks_complete(tmp_path):
     manager = CheckpointManager(tmp_path)
     manager.save(FakeAccelerator(), TrainingState(global_step=5))
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):  # an interrupted save removes its partial folder itself
         manager.save(FakeAccelerator(fail=True), TrainingState(global_step=10))
-    assert (tmp_path / "checkpoint-10.tmp").is_dir() and not (tmp_path / "checkpoint-10").exists()
+    assert not (tmp_path / "checkpoint-10.tmp").exists() and not (tmp_path / "checkpoint-10").exists()
+    (tmp_path / "checkpoint-10.tmp").mkdir()  # what a kill -9 during the save leaves
+    (tmp_path / "checkpoint-10.tmp" / "model.safetensors").write_bytes(b"")
     assert manager.resolve("latest") == tmp_path / "checkpoint-5"
     # A folder with the right name but no training state (e.g. half-copied by hand) is not complete either.
     (tmp_path / "checkpoint-20").mkdir()

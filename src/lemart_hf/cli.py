@@ -5,9 +5,13 @@
     lemart-harmonize --model PATH_OR_ID --input_dir composites/ --output_dir harmonized/
 
 Folder mode takes every image `NAME.EXT` in `--input_dir` whose mask `NAME_mask.png` lies beside it and writes
-`NAME.png` into `--output_dir`. Inputs are checked (readable, mask present, sizes equal) before the model is loaded,
-so a bad input fails fast with one line `lemart-harmonize: error: ...` and exit code 2; nothing is written over an
-input file. Outputs have the composite's size (EXIF orientation applied), whatever the model's working size.
+`NAME.png` into `--output_dir`. Inputs are checked (mask present, sizes equal, headers readable) before the model is
+loaded, so a bad input fails fast with one line `lemart-harmonize: error: ...` and exit code 2; nothing is written
+over an input file. In folder mode, a composite or mask that cannot be decoded (corrupt, truncated) is skipped with
+a warning that counts the skipped ones, the others are harmonized, and the run ends with exit code 2 and one line
+listing what was skipped. Outputs have the composite's size (EXIF orientation applied), whatever the model's working
+size; each is written to a temporary file beside it and renamed, so an interrupted run leaves no truncated image.
+Masks: white / 255 (or 1 in a 0/1 mask; any non-zero index of a palette mask) = the region to harmonize.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections import deque
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -30,6 +36,10 @@ EXIT_BAD_INPUT = 2
 
 class InputError(Exception):
     """A problem with what the user passed: reported as one line, exit code 2."""
+
+
+class UnreadableImageError(InputError):
+    """An input image that cannot be decoded: fatal in single-image mode, skipped in folder mode."""
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -49,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Harmonize the masked region of composite images (LEMaRT / SwinIH) at their own resolution.",
     )
     parser.add_argument("composite", nargs="?", help="composite image (single-image mode)")
-    parser.add_argument("mask", nargs="?", help="its mask: white (or 1) = the region to harmonize, soft edges allowed")
+    parser.add_argument(
+        "mask",
+        nargs="?",
+        help="its mask: white (or 1 in a 0/1 mask, any non-zero palette index) = the region to harmonize, soft edges "
+        "allowed",
+    )
     parser.add_argument(
         "--model",
         default=None,
@@ -60,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", help="folder mode: where NAME.png are written (created if needed)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: the first GPU if any, else cpu)")
     parser.add_argument(
-        "--size", help="working size the model runs at: N or HxW (default: the model's image processor size)"
+        "--size",
+        help="working size the model runs at: N or HxW, at least 8 (default: the model's image processor size)",
     )
     parser.add_argument(
         "--method",
@@ -88,8 +104,8 @@ def _oriented_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as image:
             width, height = image.size
             orientation = image.getexif().get(0x0112, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise InputError(f"cannot read image {path}: {error}") from error
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
+        raise UnreadableImageError(f"cannot read image {path}: {error}") from error
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
@@ -135,7 +151,9 @@ def _single_jobs(args) -> list[tuple[Path, Path, Path]]:
     return [(composite, mask, output)]
 
 
-def _folder_jobs(args) -> list[tuple[Path, Path, Path]]:
+def _folder_jobs(args, skipped: list[str]) -> list[tuple[Path, Path, Path]]:
+    """The (composite, mask, output) triplets of folder mode; pairs whose headers cannot be read are described in
+    ``skipped`` (with a counted warning) instead."""
     if args.composite or args.mask or args.output:
         raise InputError("give either COMPOSITE MASK -o OUT or --input_dir/--output_dir, not both")
     if not (args.input_dir and args.output_dir):
@@ -161,20 +179,31 @@ def _folder_jobs(args) -> list[tuple[Path, Path, Path]]:
         if output in outputs:
             raise InputError(f"{composite} and {outputs[output]} would both be written to {output}")
         outputs[output] = composite
-        _check_pair(composite, mask, args.resize_mask)
+        try:
+            _check_pair(composite, mask, args.resize_mask)
+        except UnreadableImageError as error:
+            _skip(error, skipped)
+            continue
         jobs.append((composite, mask, output))
     return jobs
 
 
+def _skip(error: Exception, skipped: list[str]) -> None:
+    skipped.append(str(error))
+    print(f"{PROG}: warning: skipped ({len(skipped)} so far): {error}", file=sys.stderr)
+
+
 def _parse_size(text: str | None) -> tuple[int, int] | None:
+    from .models.swinih.image_processing_swinih import MIN_WORKING_SIZE
+
     if text is None:
         return None
     try:
         parts = [int(part) for part in text.lower().split("x")]
     except ValueError:
         parts = []
-    if len(parts) not in (1, 2) or min(parts) < 1:
-        raise InputError(f"--size must be N or HxW with positive integers, got {text!r}")
+    if len(parts) not in (1, 2) or min(parts) < MIN_WORKING_SIZE:
+        raise InputError(f"--size must be N or HxW with integers >= {MIN_WORKING_SIZE}, got {text!r}")
     return (parts[0], parts[-1])
 
 
@@ -196,10 +225,15 @@ def _check_device(device: str | None):
 
 # ----- running --------------------------------------------------------------------------------------------------
 def _check_model(model: str) -> None:
-    """A missing local folder fails here, rather than as a Hub lookup (with retries) of a name that is no repo id."""
+    """A missing local folder fails here, rather than as a Hub lookup (with retries) of a name that is no repo id; so
+    does a local folder without a config or with missing, truncated or corrupt weights (`model_path_problem`)."""
+    from .training import model_path_problem
+
     looks_local = model.startswith((".", "/", "~")) or model.count("/") > 1 or (os.sep != "/" and os.sep in model)
     if looks_local and not Path(model).expanduser().exists():
         raise InputError(f"model folder not found: {model}")
+    if problem := model_path_problem(model):
+        raise InputError(f"model {model!r} {problem}")
 
 
 def _load_pipeline(args, size, device):
@@ -233,12 +267,44 @@ def _load_pipeline(args, size, device):
 
 
 def _save(image, output: Path) -> None:
+    """Write ``image`` to a temporary file beside ``output``, then rename it: ``output`` is whole or untouched."""
+    from PIL import Image
+
     extra = {"quality": 95} if output.suffix.lower() in (".jpg", ".jpeg") else {}
+    temporary = None
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        image.save(output, **extra)
+        hidden = f".{output.name}."
+        with tempfile.NamedTemporaryFile(dir=output.parent, prefix=hidden, suffix=".tmp", delete=False) as f:
+            temporary = Path(f.name)
+            image.save(f, format=Image.registered_extensions()[output.suffix.lower()], **extra)
+        os.replace(temporary, output)
     except (OSError, ValueError) as error:
         raise InputError(f"cannot write {output}: {error}") from error
+    finally:
+        if temporary is not None and temporary.exists():  # a failed write, or Ctrl-C / SIGTERM
+            temporary.unlink()
+
+
+def _decoded_inputs(
+    jobs: Sequence[tuple[Path, Path, Path]], started: deque, skipped: list[str] | None
+) -> Iterator[dict]:
+    """Pipeline inputs for ``jobs``, each composite and mask decoded once here, appended to ``started`` in the order
+    they are yielded (the pipeline keeps that order). A job whose files cannot be decoded ends the run, or with a
+    ``skipped`` list (folder mode) is described there, with a counted warning, and left out."""
+    from .models.swinih.image_processing_swinih import load_image
+
+    for job in jobs:
+        composite, mask, _ = job
+        try:
+            inputs = {"image": load_image(composite), "mask": load_image(mask)}
+        except ValueError as error:
+            if skipped is None:
+                raise InputError(str(error)) from error
+            _skip(error, skipped)
+            continue
+        started.append(job)
+        yield inputs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -248,7 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError(f"--batch_size must be at least 1, got {args.batch_size}")
         size = _parse_size(args.size)
         folder_mode = bool(args.input_dir or args.output_dir)
-        jobs = _folder_jobs(args) if folder_mode else _single_jobs(args)
+        skipped = [] if folder_mode else None
+        jobs = _folder_jobs(args, skipped) if folder_mode else _single_jobs(args)
+        if not jobs:
+            raise InputError(f"no readable image pair in {args.input_dir}: {'; '.join(skipped)}")
         device = _check_device(args.device)
         if args.model is None:
             try:
@@ -257,12 +326,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise InputError(str(error)) from error
         _check_model(args.model)
         pipe = _load_pipeline(args, size, device)
-        inputs = ({"image": str(composite), "mask": str(mask)} for composite, mask, _ in jobs)
-        results = pipe(inputs)
+        started = deque()
+        # num_workers=0: the generator must run in this process, where `started` is read.
+        results = pipe(_decoded_inputs(jobs, started, skipped), num_workers=0)
         with tqdm(total=len(jobs), desc=PROG, unit="image", disable=args.quiet or not folder_mode) as progress:
-            for (_, _, output), image in zip(jobs, results):
-                _save(image, output)
+            for image in results:
+                _save(image, started.popleft()[2])
                 progress.update(1)
+        if skipped:
+            raise InputError(f"skipped {len(skipped)} unreadable image pair(s): {'; '.join(skipped)}")
     except InputError as error:
         _fail(str(error))
     except ValueError as error:  # raised by the pipeline on an input it cannot use

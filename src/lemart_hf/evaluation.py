@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from .data.iharmony4 import HarmonizationCollator, subset_sort_key
+from .data.iharmony4 import HarmonizationCollator, subset_sort_key, without_image_decoding
 from .highres import TRANSFER_METHODS, transfer_harmonization
 from .metrics.functional import METRIC_NAMES, aggregate, harmonization_metrics
 from .metrics.protocol import EvalProtocol, get_protocol, resize_image
@@ -52,6 +52,10 @@ from .stopping import ignore_stop_signals
 
 ALL = "All"
 _COLUMNS = (("mse", "MSE ↓", ".2f"), ("psnr", "PSNR ↑", ".2f"), ("fmse", "fMSE ↓", ".1f"), ("fpsnr", "fPSNR ↑", ".2f"))
+
+
+class NonFinitePredictionError(ValueError):
+    """``predict_fn`` returned NaN / inf values (e.g. corrupt or diverged weights); the message names the images."""
 
 
 def _harmonized_tensor(output: Any) -> torch.Tensor:
@@ -112,9 +116,10 @@ def model_predictor(
 def summarize(per_image: Mapping[str, Sequence]) -> dict[str, dict[str, float]]:
     """Per-image values (columns ``subset``, ``mse``, ``psnr``, ``fmse``, ``fpsnr``) -> the table.
 
-    Returns ``{subset: {"images", "mse", "psnr", "fmse", "fpsnr", "empty_foreground"}, ..., "All": {...}}``,
-    subsets in table order (HCOCO, HAdobe5k, HFlickr, Hday2night, others). Means are over images; fMSE and
-    fPSNR leave out images whose foreground is empty (NaN per image) and count them in ``empty_foreground``.
+    Returns ``{subset: {"images", "mse", "psnr", "fmse", "fpsnr", "empty_foreground", "non_finite"}, ...,
+    "All": {...}}``, subsets in table order (HCOCO, HAdobe5k, HFlickr, Hday2night, others). Means are over images;
+    fMSE and fPSNR leave out images whose foreground is empty (NaN per image) and count them in
+    ``empty_foreground`` (see `metrics.functional.aggregate`, also for ``non_finite``).
     """
     subsets = list(per_image["subset"])
     values = {k: torch.as_tensor(per_image[k], dtype=torch.float64) for k in METRIC_NAMES}
@@ -131,7 +136,8 @@ class HarmonizationResults:
     """What `evaluate_harmonization` returns.
 
     Attributes:
-        table: ``{row: {"images", "mse", "psnr", "fmse", "fpsnr", "empty_foreground"}}``, rows = subsets + "All".
+        table: ``{row: {"images", "mse", "psnr", "fmse", "fpsnr", "empty_foreground", "non_finite"}}``, rows =
+            subsets + "All".
         per_image: columns ``name``, ``subset``, ``mse``, ``psnr``, ``fmse``, ``fpsnr`` (lists, one entry per image).
         protocol: the protocol the numbers were computed under.
         title: a label for the table (method name).
@@ -183,6 +189,9 @@ class HarmonizationResults:
         empty = self.table[ALL]["empty_foreground"]
         if empty:
             notes.append(f"{empty} image(s) with an empty foreground are left out of fMSE/fPSNR.")
+        failed = self.table[ALL].get("non_finite", 0)
+        if failed:
+            notes.append(f"{failed} prediction(s) with NaN / inf values make the means n/a.")
         return "\n".join(lines) + "\n\n" + "; ".join(notes) + "\n"
 
     def __str__(self) -> str:
@@ -247,13 +256,16 @@ def evaluate_harmonization(
         title: a label for the table.
     Returns:
         `HarmonizationResults`; identical on every process.
+    Raises:
+        NonFinitePredictionError: a prediction with NaN / inf values (the first batch that has one; its images named).
+        lemart_hf.data.DataFileError: a row's file cannot be read, or its mask's size differs from its composite's.
     """
     protocol = get_protocol(protocol)
     if isinstance(dataset, torch.utils.data.DataLoader):
         dataloader = dataset
     else:
         dataloader = torch.utils.data.DataLoader(
-            dataset,
+            without_image_decoding(dataset),  # decoded by the collator, which names a file it cannot read
             batch_size=batch_size,
             shuffle=False,
             num_workers=num_workers,
@@ -285,6 +297,10 @@ def evaluate_harmonization(
         else:
             output = predict_fn(pixel_values)
         harmonized = resize_image(_harmonized_tensor(output).float(), protocol.size, protocol.antialias)
+        failed = (~harmonized.isfinite()).flatten(1).any(dim=1).nonzero().flatten().tolist()
+        if failed:
+            names = ", ".join(f"{batch['subset'][i]}/{batch['name'][i]}" for i in failed)
+            raise NonFinitePredictionError(f"the prediction holds NaN or inf values for {names}")
         if on_batch is not None:
             on_batch(batch, harmonized)
         scores = harmonization_metrics(harmonized, batch["real"], batch["mask"], peak=protocol.peak)

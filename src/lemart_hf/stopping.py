@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -68,11 +69,30 @@ class StopRequest:
 
 
 def ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: workers leave SIGTERM / SIGINT to the main process (see `StopRequest`).
+    """DataLoader ``worker_init_fn``: workers leave SIGTERM / SIGINT to the main process (see `StopRequest`), but
+    still obey their own main process.
 
     A Ctrl-C or a scheduler's SIGTERM reaches every process of the job; workers that died of it would take the
     next batch (or the validation running at that moment) with them before the main process could finish and
-    save. They still exit when the main process does (PyTorch's workers watch their parent).
+    save. So SIGINT is ignored, and SIGTERM is ignored unless the main process sent it: that is how a main process
+    that exits while its workers are alive (after any exception in the loop) ends them (``multiprocessing``
+    terminates daemon children, then joins them). A worker ignoring that SIGTERM too would make the exit wait
+    forever. PyTorch's own worker handler makes the same distinction; it can only be kept together with ignoring
+    other senders by reading the sender, which needs ``signal.sigwaitinfo`` (not on macOS / Windows: there
+    workers keep PyTorch's handler and die of any SIGTERM).
     """
-    for signum in StopRequest.SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):
+        return
+    # Blocked in this thread (and in every thread started after it), the signal waits for `sigwaitinfo`.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    threading.Thread(
+        target=_exit_on_sigterm_from, args=(os.getppid(),), name="sigterm-from-main-process", daemon=True
+    ).start()
+
+
+def _exit_on_sigterm_from(main_pid: int) -> None:
+    """Wait for SIGTERMs; exit at once (status 0, as PyTorch's worker handler does) on one sent by ``main_pid``."""
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == main_pid:
+            os._exit(0)  # 0: the main process's DataLoader does not report the worker as failed

@@ -90,7 +90,9 @@ def add_training_arguments(
     parser: argparse.ArgumentParser, *, learning_rate: float, num_train_epochs: int, train_batch_size: int
 ) -> None:
     group = parser.add_argument_group("optimisation")
-    group.add_argument("--resolution", type=int, default=256, help="Side of the square training crops, in pixels.")
+    group.add_argument(
+        "--resolution", type=int, default=256, help="Side of the square training crops, in pixels (at least 8)."
+    )
     group.add_argument("--train_batch_size", type=int, default=train_batch_size, help="Batch size per process.")
     group.add_argument(
         "--num_train_epochs", type=int, default=num_train_epochs, help="Epochs, unless --max_train_steps is given."
@@ -225,7 +227,11 @@ def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """`parser.error` (exit code 2, a one-line message) for values no run can use."""
-    positive = ["resolution", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "logging_steps"]
+    from .models.swinih.image_processing_swinih import MIN_WORKING_SIZE
+
+    if args.resolution < MIN_WORKING_SIZE:
+        parser.error(f"--resolution must be >= {MIN_WORKING_SIZE} (the smallest working size), got {args.resolution}")
+    positive = ["train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "logging_steps"]
     for name in positive:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -249,6 +255,8 @@ def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Nam
         parser.error(f"--time_budget_minutes must be > 0, got {args.time_budget_minutes}")
     if args.hub_strategy != "end" and not args.push_to_hub:
         parser.error(f"--hub_strategy {args.hub_strategy} uploads with --push_to_hub, which is not given")
+    if problem := output_dir_problem(args.output_dir):
+        parser.error(f"--output_dir {args.output_dir!r} {problem}")
     if args.model_name_or_path is None:
         try:
             config = resolve_model_config(args.model_config, args.model_type)
@@ -267,11 +275,28 @@ def check_training_arguments(parser: argparse.ArgumentParser, args: argparse.Nam
         )
 
 
+def output_dir_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot take a run's outputs (a file, or a folder this user cannot write, or one that cannot be
+    created there); None when it can. Creates nothing.
+
+    Checked before any work, so that such a folder stops a run at once rather than when it first saves.
+    """
+    path = Path(os.path.abspath(path))
+    existing = next(p for p in (path, *path.parents) if os.path.exists(p))
+    if not existing.is_dir():
+        return "is a file, not a folder" if existing == path else f"cannot be created: {str(existing)!r} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return "is not writable" if existing == path else f"cannot be created in the read-only {str(existing)!r}"
+    return None
+
+
 def model_path_problem(name_or_path: str) -> str | None:
     """Why ``name_or_path`` cannot be a saved model, where that is clear before loading it; None otherwise.
 
-    A local path must be a folder with a ``config.json``; anything else is taken for a Hub id ("user/model") and
-    checked on loading. A training checkpoint is named as such: it holds training state, not a loadable model.
+    A local path must be a folder with a ``config.json`` and readable weights (every ``*.safetensors`` file's header
+    is read: a truncated or corrupt file is named; or a ``pytorch_model.bin``); anything else is taken for a Hub id
+    ("user/model") and checked on loading. A training checkpoint is named as such: it holds training state, not a
+    loadable model.
     """
     path = os.path.expanduser(name_or_path)
     if not (name_or_path.startswith(("/", "./", "../", "~")) or os.path.exists(path)):
@@ -285,6 +310,21 @@ def model_path_problem(name_or_path: str) -> str | None:
         )
     if not os.path.isfile(os.path.join(path, "config.json")):
         return "holds no config.json (not a saved model folder)"
+    return _weights_problem(path)
+
+
+def _weights_problem(folder: str) -> str | None:
+    from safetensors import SafetensorError, safe_open
+
+    weights = sorted(Path(folder).glob("*.safetensors"))
+    if not weights:
+        return None if os.path.isfile(os.path.join(folder, "pytorch_model.bin")) else "holds no model.safetensors"
+    for file in weights:
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as error:
+            return f"has a corrupt or truncated {file.name} ({error})"
     return None
 
 
@@ -410,11 +450,13 @@ def load_model(args: argparse.Namespace):
     from .models.architectures import architecture_of_config
     from .models.swinih import SwinIHImageProcessor
 
+    from safetensors import SafetensorError
+
     size = {"height": args.resolution, "width": args.resolution}
     if args.model_name_or_path is not None:
         try:
             model = AutoModelForImageToImage.from_pretrained(args.model_name_or_path)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, SafetensorError) as error:
             raise SystemExit(f"{_prog()}: error: --model_name_or_path could not be loaded: {error}") from error
         try:
             image_processor = AutoImageProcessor.from_pretrained(args.model_name_or_path)
@@ -553,6 +595,10 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, quota, read-only folder); the message names it and the cause."""
+
+
 class CheckpointManager:
     """Atomic ``checkpoint-{step}`` folders in ``output_dir``, at most ``total_limit`` of them.
 
@@ -613,21 +659,35 @@ class CheckpointManager:
         """Save the accelerator's state plus ``state`` as ``checkpoint-{state.global_step}``; call on every process.
 
         Returns the final path. Rotates old checkpoints when a limit is set.
+
+        Raises:
+            CheckpointWriteError: the save failed (full disk, quota, read-only folder); the ``.tmp`` folder is gone
+                and the previous checkpoints are as they were.
         """
         final = self.output_dir / f"{CHECKPOINT_PREFIX}{state.global_step}"
         temporary = final.with_name(final.name + ".tmp")
+        try:
+            if accelerator.is_main_process:
+                shutil.rmtree(temporary, ignore_errors=True)
+                temporary.mkdir(parents=True)
+            accelerator.wait_for_everyone()
+            accelerator.save_state(str(temporary))
+            accelerator.wait_for_everyone()  # every process has written its RNG state
+            if accelerator.is_main_process:
+                for name, text in (extra_files or {}).items():
+                    (temporary / name).write_text(text, encoding="utf-8")
+                written = dataclasses.replace(state, generation=self.generation)
+                (temporary / TRAINING_STATE_FILE).write_text(written.to_json(), encoding="utf-8")
+                _fsync_tree(temporary)
+        except BaseException as error:  # a full disk, or a second Ctrl-C: leave no partial checkpoint behind
+            if accelerator.is_main_process:
+                shutil.rmtree(temporary, ignore_errors=True)
+            if isinstance(error, Exception):  # OSError, or how safetensors / torch.save report a failed write
+                cause = " ".join(str(error).split()) or type(error).__name__
+                where = f"{final.name} into {str(self.output_dir)!r}"
+                raise CheckpointWriteError(f"could not write {where}: {cause}") from error
+            raise
         if accelerator.is_main_process:
-            shutil.rmtree(temporary, ignore_errors=True)
-            temporary.mkdir(parents=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(temporary))
-        accelerator.wait_for_everyone()  # every process has written its RNG state
-        if accelerator.is_main_process:
-            for name, text in (extra_files or {}).items():
-                (temporary / name).write_text(text, encoding="utf-8")
-            written = dataclasses.replace(state, generation=self.generation)
-            (temporary / TRAINING_STATE_FILE).write_text(written.to_json(), encoding="utf-8")
-            _fsync_tree(temporary)
             if final.exists():  # the same step saved before (e.g. a restarted run): replace it
                 self._discard(final)
             os.replace(temporary, final)
@@ -793,9 +853,11 @@ class HarmonizationTrainingPairs(torch.utils.data.Dataset):
         hflip: bool = True,
         binary_mask: bool = True,
     ):
+        from .data.iharmony4 import without_image_decoding
+
         if len(dataset) == 0:
             raise ValueError("no training pairs")
-        self.dataset = dataset
+        self.dataset = without_image_decoding(dataset)  # decoded by example_to_tensors, which names unreadable files
         self.resolution = resolution
         self.seed = seed
         self.crop_scale = tuple(crop_scale)
@@ -1020,6 +1082,7 @@ __all__ = [
     "CHECKPOINT_PREFIX",
     "TRAINING_STATE_FILE",
     "CheckpointManager",
+    "CheckpointWriteError",
     "HarmonizationTrainingPairs",
     "NonFiniteLossError",
     "StopRequest",
@@ -1051,6 +1114,7 @@ __all__ = [
     "make_sample_grid",
     "open_hub_repo",
     "model_path_problem",
+    "output_dir_problem",
     "resolve_model_config",
     "resolve_report_to",
     "run_summary",

@@ -17,12 +17,3 @@ def textured_images(batch: int, height: int = 64, width: int = 64, seed: int = 0
 def make_images():
     """The ``textured_images`` factory."""
     return textured_images
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """The tensors here are tiny: one intra-op thread is faster, and immune to a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

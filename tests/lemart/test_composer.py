@@ -4,6 +4,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from lemart_hf.lemart import LEMaRTComposer, generator_for_step, generator_on_device
+from lemart_hf.lemart import composer as composer_module
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -57,9 +58,14 @@ def test_flat_images_are_never_a_no_op(dense):
 
 
 @pytest.mark.parametrize("dense", [False, True])
-def test_empty_mask_leaves_the_image_untouched(dense, make_images):
+def test_empty_mask_leaves_the_image_untouched(dense, make_images, monkeypatch):
+    """An empty mask (mask_ratio 0 is refused, but a mask can come out empty) changes nothing, and is not redrawn."""
+    def empty_mask(strategy, batch, height, width, *args, **kwargs):
+        return torch.zeros(batch, 1, height, width)
+
+    monkeypatch.setattr(composer_module, "make_mask", empty_mask)
     images = make_images(3)
-    output = LEMaRTComposer(mask_ratio=0.0, dense=dense)(images, _seeded(0))
+    output = LEMaRTComposer(dense=dense)(images, _seeded(0))
     assert torch.equal(output["pixel_values"][:, :3], images)
 
 

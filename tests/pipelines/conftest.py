@@ -1,38 +1,8 @@
-"""A tiny SwinIH saved with a 64x64 working size, and the pipeline built from it, shared by the pipeline tests."""
+"""Inputs shared by the pipeline tests (the tiny model and its pipeline, `model_dir` and `pipe`, are in
+tests/conftest.py)."""
 
 import numpy as np
 import pytest
-import torch
-from transformers import pipeline
-
-import lemart_hf  # noqa: F401  (registers the task)
-from lemart_hf import SwinIHConfig, SwinIHForHarmonization, SwinIHImageProcessor
-
-TINY = {"embed_dim": 16, "depths": [1, 1, 2], "num_heads": [2, 2, 4], "window_size": 4}
-WORKING_SIZE = 64
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny tensors: one thread is faster, and on a shared, busy 2-core machine two threads can be 50x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny_swinih")
-    SwinIHForHarmonization(SwinIHConfig(**TINY)).eval().save_pretrained(folder)
-    SwinIHImageProcessor(size={"height": WORKING_SIZE, "width": WORKING_SIZE}).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def pipe(model_dir):
-    return pipeline("image-harmonization", model=str(model_dir), device="cpu")
 
 
 def _make_pair(height=48, width=56, seed=0):

@@ -3,6 +3,7 @@ photos for LEMaRT pre-training."""
 
 from .iharmony4 import (
     IHARMONY4_SUBSETS,
+    DataFileError,
     HarmonizationCollator,
     example_to_tensors,
     find_subsets,
@@ -19,6 +20,7 @@ from .samples import SAMPLE_PHOTOS, sample_photo_paths
 __all__ = [
     "IHARMONY4_SUBSETS",
     "SAMPLE_PHOTOS",
+    "DataFileError",
     "EpochShuffleSampler",
     "HarmonizationCollator",
     "PhotoDataset",

@@ -294,41 +294,102 @@ def hold_out_photos(dataset, fraction: float):
 # Rows -> tensors
 
 
-def pil_to_tensor(image, *, mask: bool = False) -> torch.Tensor:
-    """An image -> float tensor in [0, 1]: RGB (3, H, W), or a mask (1, H, W) read as grayscale.
+class DataFileError(ValueError):
+    """A file of a dataset row cannot be used (unreadable, corrupt or truncated; or images of different sizes in one
+    row). The message is one line naming the file."""
 
-    Accepts a PIL image, a path, an undecoded `datasets.Image` value (``{"path", "bytes"}``), or an array /
-    tensor already channels first (C, H, W) or (H, W) — uint8 (0..255) or float (taken as [0, 1]).
-    """
+    def __init__(self, message: str):
+        # A DataLoader worker's error reaches the main process as ``DataFileError(text)``, where text is the worker's
+        # traceback ("Caught DataFileError in DataLoader worker process 0. Original Traceback ..."); its last line
+        # holds the original message.
+        if message.startswith("Caught ") and "Original Traceback" in message:
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        super().__init__(message)
+
+
+def without_image_decoding(dataset):
+    """A `datasets.Dataset` with its image columns left undecoded (``{"path", "bytes"}``; metadata only, nothing is
+    copied), so that `example_to_tensors` decodes each file itself and names one it cannot read. Anything else
+    (a list of rows, a torch dataset) is returned as it is."""
+    import datasets
+
+    if not isinstance(dataset, datasets.Dataset):
+        return dataset
+    for name, feature in dataset.features.items():
+        if isinstance(feature, datasets.Image) and feature.decode:
+            dataset = dataset.cast_column(name, datasets.Image(decode=False))
+    return dataset
+
+
+def _decode(image):
+    """A path or an undecoded `datasets.Image` value -> a loaded PIL image; `DataFileError` naming the file."""
     from PIL import Image
 
-    if isinstance(image, (str, os.PathLike)):
-        image = Image.open(image)
-    elif isinstance(image, dict):  # an undecoded datasets.Image value
-        image = Image.open(image["path"]) if image.get("bytes") is None else Image.open(io.BytesIO(image["bytes"]))
+    from ..lemart.image_loading import UNREADABLE_IMAGE_ERRORS
+
+    if isinstance(image, dict):
+        path, data = image.get("path"), image.get("bytes")
+        source = io.BytesIO(data) if data is not None else path
+    else:
+        path = source = image
+    try:
+        opened = Image.open(source)
+        opened.load()
+    except UNREADABLE_IMAGE_ERRORS as error:
+        raise DataFileError(f"cannot read image {os.fspath(path) if path else '<bytes>'!r}: {error}") from None
+    return opened
+
+
+def _describe(image) -> str:
+    """How a row's image names itself in errors: its path where known (a decoded PIL image keeps its file name)."""
+    path = image.get("path") if isinstance(image, dict) else getattr(image, "filename", image)
+    return repr(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else "the image"
+
+
+def pil_to_tensor(image, *, mask: bool = False) -> torch.Tensor:
+    """An image -> float tensor in [0, 1]: RGB (3, H, W), or a mask (1, H, W).
+
+    Accepts a PIL image, a path, an undecoded `datasets.Image` value (``{"path", "bytes"}``), or an array /
+    tensor already channels first (C, H, W) or (H, W) — uint8 (0..255) or float (taken as [0, 1]). Masks follow
+    the image processor's rules (`lemart_hf.models.swinih.image_processing_swinih.to_mask`): 1 / 255 =
+    foreground, an integer mask holding only 0 and 1 is a 0/1 mask, a palette mask is foreground where its index
+    is not 0.
+
+    Raises:
+        DataFileError: a file that cannot be decoded (corrupt, truncated, not an image), named.
+    """
+    from ..models.swinih.image_processing_swinih import to_mask
+
+    if isinstance(image, (str, os.PathLike, dict)):
+        image = _decode(image)
+    if mask:
+        return to_mask(image if not isinstance(image, np.ndarray) or image.ndim != 3 else torch.as_tensor(image))
     if isinstance(image, (torch.Tensor, np.ndarray)):
         x = torch.as_tensor(image)
         x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
         return x.unsqueeze(0) if x.ndim == 2 else x
-    array = np.array(image.convert("L" if mask else "RGB"), dtype=np.uint8)
-    x = torch.from_numpy(array)
-    x = x.unsqueeze(0) if mask else x.permute(2, 0, 1)
-    return x.float().div_(255.0)
+    array = np.array(image.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
 
 
 def example_to_tensors(example: dict) -> dict[str, torch.Tensor]:
     """One dataset row -> ``{"composite" (3, H, W), "mask" (1, H, W), "real" (3, H, W)}`` at the original size,
-    float in [0, 1] (mask not thresholded). Composite and real must have the same size; the mask is resized
-    to it (bilinear) when it differs."""
+    float in [0, 1] (mask not thresholded).
+
+    Raises:
+        DataFileError: an unreadable file, or a real image or mask whose size differs from the composite's (a
+            mismatched mask would be stretched over the wrong pixels; the pipeline refuses it too).
+    """
     composite = pil_to_tensor(example["composite"])
     real = pil_to_tensor(example["real"])
     mask = pil_to_tensor(example["mask"], mask=True)
-    if composite.shape != real.shape:
-        raise ValueError(
-            f"{example.get('name', '?')}: composite {tuple(composite.shape)} and real {tuple(real.shape)} differ"
-        )
-    if mask.shape[-2:] != composite.shape[-2:]:
-        mask = resize_image(mask, tuple(composite.shape[-2:]), antialias=True)
+    for key, tensor in (("real", real), ("mask", mask)):
+        if tensor.shape[-2:] != composite.shape[-2:]:
+            raise DataFileError(
+                f"{example.get('name', '?')}: the {key} {_describe(example[key])} is {tensor.shape[-1]}x"
+                f"{tensor.shape[-2]} but the composite {_describe(example['composite'])} is {composite.shape[-1]}x"
+                f"{composite.shape[-2]} (width x height)"
+            )
     return {"composite": composite, "mask": mask, "real": real}
 
 

@@ -21,7 +21,8 @@ class LEMaRTComposer:
 
     Args:
         mask_strategy: ``"random"`` (default), ``"grid"`` or ``"block"`` (see ``lemart_hf.lemart.masks``).
-        mask_ratio: target foreground fraction of each mask, in [0, 1].
+        mask_ratio: target foreground fraction of each mask, in (0, 1]; with ``random`` / ``grid`` masks, at least
+            one patch's worth (``0.5 / grid_size**2``). An empty mask would make the composite its photo.
         grid_size: m, patches per side for the ``random`` and ``grid`` masks.
         perturbations: names from ``PERTURBATIONS`` or ``Perturbation`` objects to draw from.
         min_perturbations, max_perturbations: per sample, a random subset of this many (uniform) perturbations
@@ -62,10 +63,15 @@ class LEMaRTComposer:
     ):
         if mask_strategy not in MASK_STRATEGIES:
             raise ValueError(f"Unknown mask strategy {mask_strategy!r}; expected one of {MASK_STRATEGIES}.")
-        if not 0.0 <= mask_ratio <= 1.0:
-            raise ValueError(f"mask_ratio must be in [0, 1], got {mask_ratio}.")
+        if not 0.0 < mask_ratio <= 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1] (0: every composite would be its photo), got {mask_ratio}.")
         if not isinstance(grid_size, int) or grid_size < 1:
             raise ValueError(f"grid_size must be a positive int, got {grid_size!r}.")
+        if mask_strategy != "block" and round(mask_ratio * grid_size**2) == 0:
+            raise ValueError(
+                f"mask_ratio {mask_ratio} selects no patch of the {grid_size}x{grid_size} grid (every composite would "
+                f"be its photo); use at least {0.5 / grid_size**2:.3g}."
+            )
         if not 0.0 <= min_change <= 0.25:
             raise ValueError(f"min_change must be in [0, 0.25], got {min_change}.")
         if not isinstance(max_redraws, int) or max_redraws < 0:
@@ -87,13 +93,16 @@ class LEMaRTComposer:
             f"max_redraws={self.max_redraws}, dense={self.dense})"
         )
 
+    @torch.no_grad()
     def __call__(
         self, images: torch.Tensor, generator: torch.Generator | None = None, mask: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """Composite a batch.
+        """Composite a batch. No gradient flows through it (``images`` may require one: composites are data).
 
         Args:
-            images: (B, 3, H, W) float RGB in [0, 1], on any device.
+            images: (B, 3, H, W) float RGB in [0, 1], on any device. Where the composer does not run densely (on
+                CPUs), values outside [0, 1] (e.g. 8-bit data as float) and NaN / inf are refused; densely, checking
+                would read back from the device, so they are not.
             generator: source of all randomness. One on another device than the images (e.g. a CPU generator for
                 CUDA images) seeds a generator on the images' device from one draw, deterministically. ``None``:
                 torch's global RNG.
@@ -110,6 +119,12 @@ class LEMaRTComposer:
         batch, _, height, width = images.shape
         if batch == 0 or height == 0 or width == 0:
             raise ValueError(f"Expected a non-empty batch of images, got shape {tuple(images.shape)}.")
+        dense = runs_densely(images.device, self.dense)
+        if not dense:
+            low, high = torch.aminmax(images)
+            if not (low >= 0 and high <= 1):  # NaN fails both
+                hint = " (8-bit data must be divided by 255)" if 1 < high <= 255 and low >= 0 else ""
+                raise ValueError(f"Expected images with values in [0, 1], got [{low:.4g}, {high:.4g}]{hint}.")
         if mask is None:
             mask = make_mask(
                 self.mask_strategy,
@@ -127,7 +142,6 @@ class LEMaRTComposer:
         else:
             mask = (mask > 0.5).to(images.dtype)  # binary, without reading anything back from the device
         pixel_values = images.new_empty(batch, 4, height, width)
-        dense = runs_densely(images.device, self.dense)
         perturb_visibly = self._perturb_visibly_at_once if dense else self._perturb_visibly
         composite = perturb_visibly(images, mask, generator, out=pixel_values[:, :3])
         # Paste: lerp with a 0/1 weight returns either end exactly, so the background stays bit-identical.

@@ -49,7 +49,10 @@ def lemart_transform(
         resolution: working size override, an int (square) or (height, width).
         seed: seed of the crops and composites; ``None`` draws one from torch's global RNG (which a torch
             ``DataLoader`` seeds differently in every worker). With a seed, each ``DataLoader`` worker mixes in
-            its worker id, so workers never repeat each other.
+            its worker seed (``get_worker_info().seed``: the loader's base seed, drawn anew at every epoch from its
+            ``generator`` or torch's global RNG, plus the worker id), so workers never repeat each other and
+            workers started anew each epoch (``persistent_workers=False``, the default) make new composites; a
+            loader with a seeded ``generator`` gives the same sequence run after run.
         random_crop: crop a random window (see ``crop_scale``); ``False``: the largest centred window.
         crop_scale: range of the crop's area as a fraction of the largest window of the working aspect ratio
             that fits in the photo; the window keeps the working aspect ratio, so nothing is stretched.
@@ -153,8 +156,9 @@ class LEMaRTTransform:
             if self.seed is None:
                 seed = int(torch.randint(0, 2**62, (1,)).item())
             else:
-                worker_id = worker.id + 1 if worker is not None else 0
-                seed = int(np.random.SeedSequence([self.seed, worker_id]).generate_state(1, dtype=np.uint64)[0] >> 1)
+                # worker.seed, not worker.id: workers re-created at every epoch must not replay the last epoch.
+                stream = [self.seed, 0] if worker is None else [self.seed, 1, worker.seed]
+                seed = int(np.random.SeedSequence(stream).generate_state(1, dtype=np.uint64)[0] >> 1)
             self._generator = torch.Generator().manual_seed(seed)
             self._generator_owner = owner
         return self._generator

@@ -20,6 +20,8 @@ Degenerate cases, defined rather than left to divide by zero:
   evaluate module) leave such images out of the fMSE / fPSNR means and report how many there were
   (``empty_foreground``). The iS2AM code instead divides by ``sum M + 1e-6`` and so counts them as a perfect
   fMSE = 0, which flatters a method; iHarmony4's test masks are never empty at 256x256, so the two agree on it.
+- A prediction with NaN values (infinite ones are clamped like any): its MSE is NaN. `aggregate` counts it in
+  ``non_finite`` and lets it make the means NaN, rather than dropping it (or taking it for an empty foreground).
 """
 
 from __future__ import annotations
@@ -180,14 +182,21 @@ def score_harmonization(
 def aggregate(per_image: dict[str, torch.Tensor]) -> dict[str, float]:
     """Mean over images of per-image metrics; fMSE / fPSNR over the images with a foreground.
 
-    Returns ``{"mse", "psnr", "fmse", "fpsnr", "images", "empty_foreground"}``.
+    An image whose MSE is not finite had a NaN prediction: it is counted in ``non_finite`` and makes every
+    mean NaN (a model that fails on some images must not score as if they did not exist). An image with a finite
+    MSE but a NaN fMSE has an empty foreground: it is counted in ``empty_foreground`` and left out of the fMSE /
+    fPSNR means only.
+
+    Returns ``{"mse", "psnr", "fmse", "fpsnr", "images", "empty_foreground", "non_finite"}``.
     """
     values = {k: torch.as_tensor(per_image[k], dtype=torch.float64) for k in METRIC_NAMES}
-    n = int(values["mse"].numel())
-    empty = int(torch.isnan(values["fmse"]).sum())
+    failed = ~torch.isfinite(values["mse"])
+    empty = torch.isnan(values["fmse"]) & ~failed
     out: dict[str, float] = {}
     for key, v in values.items():
-        out[key] = float(v.nanmean()) if v.numel() and not bool(torch.isnan(v).all()) else math.nan
-    out["images"] = n
-    out["empty_foreground"] = empty
+        kept = v[~empty] if key in ("fmse", "fpsnr") else v
+        out[key] = float(kept.mean()) if kept.numel() else math.nan
+    out["images"] = int(values["mse"].numel())
+    out["empty_foreground"] = int(empty.sum())
+    out["non_finite"] = int(failed.sum())
     return out

@@ -45,6 +45,7 @@ Args:
 Returns:
     mse, psnr, fmse, fpsnr: means over images (fMSE / fPSNR over the images whose foreground is not empty),
     images: how many images, empty_foreground: how many had an empty foreground after the protocol,
+    non_finite: how many predictions held NaN (any makes the means NaN),
     protocol: the protocol's name; with per_image=True also per_image: {"mse": [...], ...}.
 Examples:
     >>> metric = evaluate.load(HARMONIZATION_METRIC)

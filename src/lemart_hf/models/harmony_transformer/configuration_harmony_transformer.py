@@ -57,6 +57,9 @@ class HarmonyTransformerConfig(HarmonizationConfig):
     ):
         if norm_type not in NORM_TYPES:
             raise ValueError(f"norm_type must be one of {NORM_TYPES}, got {norm_type!r}")
+        self.check_counts(1, base_channels=base_channels, hidden_size=hidden_size)
+        self.check_counts(1, num_attention_heads=num_attention_heads)
+        self.check_counts(0, num_downsamples=num_downsamples, num_hidden_layers=num_hidden_layers)
         if hidden_size % num_attention_heads or hidden_size % 4:
             raise ValueError(
                 f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads} and by 4 "

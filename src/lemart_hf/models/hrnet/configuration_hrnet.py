@@ -44,6 +44,7 @@ class HRNetIHConfig(HarmonizationConfig):
             raise ValueError(f"norm_type must be one of {NORM_TYPES}, got {norm_type!r}")
         if not hidden_sizes or num_blocks < 1:
             raise ValueError(f"need at least one branch and one block, got {list(hidden_sizes)} and {num_blocks}")
+        self.check_counts(1, hidden_sizes=list(hidden_sizes), num_blocks=num_blocks)
         self.hidden_sizes = list(hidden_sizes)
         self.num_blocks = num_blocks
         self.norm_type = norm_type

@@ -89,8 +89,9 @@ class HRNetIHForHarmonization(HarmonizationModelMixin, HRNetIHPreTrainedModel):
         self.post_init()
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """Multiples of the total downsampling; at least 2 pixels a side on the coarsest branch (for its norms)."""
         step = 2 ** (self.config.num_branches - 1)
-        return max(step, -(-height // step) * step), max(step, -(-width // step) * step)
+        return max(2 * step, -(-height // step) * step), max(2 * step, -(-width // step) * step)
 
     def predict_correction(self, padded: torch.Tensor, output_hidden_states: bool, output_attentions: bool):
         """(B, 4, H', W') -> raw (B, 3, H', W'); hidden states: every branch after the last stage, coarsest last."""

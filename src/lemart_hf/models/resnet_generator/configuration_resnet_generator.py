@@ -39,6 +39,8 @@ class ResNetGeneratorConfig(HarmonizationConfig):
     ):
         if norm_type not in NORM_TYPES:
             raise ValueError(f"norm_type must be one of {NORM_TYPES}, got {norm_type!r}")
+        self.check_counts(1, hidden_size=hidden_size)
+        self.check_counts(0, num_blocks=num_blocks)
         if padding_mode not in ("zeros", "reflect", "replicate"):
             raise ValueError(f"padding_mode must be 'zeros', 'reflect' or 'replicate', got {padding_mode!r}")
         self.hidden_size = hidden_size

@@ -2,7 +2,7 @@
 
 (B, 4, H, W) -> 7x7 conv -> `num_blocks` residual blocks, all at full resolution and `hidden_size` channels ->
 7x7 conv to the RGB correction -> `HarmonizationModelMixin` adds it to the composite and keeps the background.
-Fully convolutional: any input size, no padding needed.
+Fully convolutional: any input size (one under 4 pixels a side is padded for the 7x7 reflect padding, then cropped).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class ResNetGeneratorForHarmonization(HarmonizationModelMixin, ResNetGeneratorPr
         self.post_init()
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
-        return height, width
+        """The input itself, at least 4 pixels a side (the 7x7 convolutions reflect-pad 3 pixels)."""
+        return max(height, 4), max(width, 4)
 
     def predict_correction(self, padded: torch.Tensor, output_hidden_states: bool, output_attentions: bool):
         """(B, 4, H, W) -> raw (B, 3, H, W); hidden states: the (B, C, H, W) map after the stem and each block."""

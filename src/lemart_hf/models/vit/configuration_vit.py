@@ -49,6 +49,8 @@ class ViTIHConfig(HarmonizationConfig):
         image_size: int = 256,
         **kwargs,
     ):
+        self.check_counts(1, patch_size=patch_size, hidden_size=hidden_size, num_attention_heads=num_attention_heads)
+        self.check_counts(0, num_hidden_layers=num_hidden_layers)
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}")
         if image_size % patch_size:
