@@ -58,6 +58,15 @@ class HarmonizationConfig(PretrainedConfig):
         self.fn_mse_min_area = fn_mse_min_area
         super().__init__(**kwargs)
 
+    @staticmethod
+    def check_counts(minimum: int, **counts) -> None:
+        """`ValueError` naming the first of ``counts`` (an int or a list of ints: layers, heads, widths, ...) that is
+        not an int >= ``minimum``."""
+        for name, value in counts.items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if not all(isinstance(v, int) and v >= minimum for v in values):
+                raise ValueError(f"{name} must be made of ints >= {minimum}, got {value!r}")
+
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "HarmonizationConfig":
         """Build a named preset (see the class's `presets`), with keyword overrides."""

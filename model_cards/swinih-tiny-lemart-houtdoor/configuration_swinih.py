@@ -87,6 +87,8 @@ class SwinIHConfig(HarmonizationConfig):
         hidden_sizes = list(hidden_sizes) if hidden_sizes is not None else [embed_dim * 2**i for i in range(num_stages)]
         factors = list(stage_resolution_factors) if stage_resolution_factors is not None else [1] * num_stages
         shift_size = window_size // 2 if shift_size is None else shift_size
+        self.check_counts(1, depths=depths, num_heads=num_heads, patch_size=patch_size, embed_dim=embed_dim)
+        self.check_counts(1, hidden_sizes=hidden_sizes, window_size=window_size)
         if not (len(num_heads) == len(hidden_sizes) == len(factors) == num_stages):
             raise ValueError(
                 f"depths ({num_stages}), num_heads ({len(num_heads)}), hidden_sizes ({len(hidden_sizes)}) and "

@@ -24,6 +24,7 @@ from transformers.utils import logging
 from .highres import TRANSFER_METHODS, transfer_harmonization
 from .image_processing_swinih import (
     SwinIHImageProcessor,
+    check_finite_prediction,
     is_batch,
     load_image,
     resize,
@@ -91,7 +92,8 @@ class ImageHarmonizationPipeline(Pipeline):
     torch tensors ([C, ]H, W); uint8, uint16, bool or float in [0, 1]. Pillow reads 16-bit RGB files as 8-bit: pass
     those as uint16 arrays to keep their precision. Grayscale is replicated to RGB, an image's alpha channel is
     ignored, EXIF orientation is applied (files and PIL images); a mask is 1 (or 255) on the region to harmonize,
-    soft values allowed, an RGB mask is averaged, an RGBA mask with transparency is its alpha channel. Batches: a
+    soft values allowed (an integer mask holding only 0 and 1 is a 0/1 mask; a palette mask is foreground where its
+    index is not 0), an RGB mask is averaged, an RGBA mask with transparency is its alpha channel. Batches: a
     list of images with a list of masks, a list of `{"image", "mask"}` dicts or (image, mask) pairs, a 4-D array /
     tensor, or a generator, torch `Dataset` or Hugging Face `datasets.Dataset` of such dicts (streamed).
 
@@ -102,8 +104,8 @@ class ImageHarmonizationPipeline(Pipeline):
             input's size: `"affine"` (local affine colour transform), `"offset"` (smooth additive correction) or
             `"resize"` (resize the prediction itself; blurs the foreground). Unused when the input is the working
             size.
-        working_size (`int`, `(height, width)` or `dict`, *optional*): the size the model runs at; defaults to the
-            image processor's `size`.
+        working_size (`int`, `(height, width)` or `dict`, *optional*): the size the model runs at, at least 8
+            pixels a side; defaults to the image processor's `size`.
         resize_mask (`bool`, defaults to `False`): resize a mask whose size differs from its image's (bilinear,
             soft) instead of raising `ValueError`.
 
@@ -214,6 +216,7 @@ class ImageHarmonizationPipeline(Pipeline):
         pixel_values = model_inputs["pixel_values"]
         outputs = self.model(pixel_values=pixel_values.to(self.model.dtype))
         harmonized = outputs.harmonized if hasattr(outputs, "harmonized") else outputs[0]
+        check_finite_prediction(harmonized)
         blended = bool(getattr(self.model.config, "blend_background", False))
         results = []
         for index, (composite, mask) in enumerate(

@@ -3,6 +3,10 @@
 `pixel_values` is (B, 4, H, W): the composite RGB in [0, 1] (not mean/std normalised, so the model can keep the
 background exactly) and the mask in [0, 1] as the 4th channel. Resizing is antialiased bilinear, which agrees with
 PIL's BILINEAR and with the evaluation protocol.
+
+Masks: 1 (or 255, 65535, 1.0) = the region to harmonize, soft values allowed. An integer mask whose values are all
+0 or 1 (an 8-bit PNG or uint8 array saved as 0/1, a bool-like int array) is a 0/1 mask, not a 0..1/255 one; a
+palette (mode "P", VOC-style) mask is foreground wherever its index is not 0.
 """
 
 from __future__ import annotations
@@ -19,15 +23,22 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
+#: The smallest working size (pixels a side): LEMaRT's 8x8 mask grid needs a pixel per patch, and a prediction
+#: on fewer pixels carries next to no spatial colour information for the full-resolution transfer.
+MIN_WORKING_SIZE = 8
+
 
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file with its EXIF orientation applied; `ValueError` naming the file if it cannot be read."""
+    """Open an image file with its EXIF orientation applied; `ValueError` naming the file if it cannot be read (also
+    one over PIL's decompression-bomb limit, `Image.MAX_IMAGE_PIXELS` x 2: raise that limit to read it)."""
     try:
         with Image.open(path) as image:
             image.load()
             return ImageOps.exif_transpose(image)
     except (FileNotFoundError, IsADirectoryError) as error:
         raise ValueError(f"image file not found: {os.fspath(path)!r}") from error
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"refusing to read image {os.fspath(path)!r}: {error}") from error
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ValueError(f"cannot read image {os.fspath(path)!r}: corrupt or not an image ({error})") from error
 
@@ -55,8 +66,12 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return np.array(image)  # a writable copy (torch.from_numpy warns about read-only arrays)
 
 
-def _array_to_channels_first(array: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
-    """numpy (H, W[, C]) or torch ([C, ]H, W) -> float32 tensor (C, H, W) in [0, 1]."""
+def _array_to_channels_first(array: np.ndarray | torch.Tensor, name: str, zero_one: bool = False) -> torch.Tensor:
+    """numpy (H, W[, C]) or torch ([C, ]H, W) -> float32 tensor (C, H, W) in [0, 1].
+
+    With ``zero_one`` (masks), integer data whose values are all 0 or 1 is taken as is (a 0/1 mask), and other
+    integer dtypes than uint8 / uint16 are accepted when so.
+    """
     is_torch = isinstance(array, torch.Tensor)
     tensor = array.detach().cpu() if is_torch else torch.from_numpy(np.ascontiguousarray(array))
     if tensor.ndim == 2:
@@ -71,6 +86,8 @@ def _array_to_channels_first(array: np.ndarray | torch.Tensor, name: str) -> tor
         raise ValueError(f"{name} must be 2-D (H, W) or 3-D (C, H, W) / (H, W, C), got shape {tuple(array.shape)}")
     if tensor.dtype == torch.bool:
         return tensor.float()
+    if zero_one and not tensor.is_floating_point() and tensor.numel() and 0 <= tensor.min() and tensor.max() <= 1:
+        return tensor.float()
     if tensor.dtype == torch.uint8:
         return tensor.float() / 255.0
     if tensor.dtype == torch.uint16:
@@ -78,8 +95,8 @@ def _array_to_channels_first(array: np.ndarray | torch.Tensor, name: str) -> tor
     if not tensor.is_floating_point():
         raise ValueError(f"{name} has unsupported dtype {array.dtype}; use uint8, uint16, bool or float in [0, 1]")
     tensor = tensor.float()
-    if tensor.isnan().any():
-        raise ValueError(f"{name} contains NaN values")
+    if not tensor.isfinite().all():
+        raise ValueError(f"{name} contains NaN or infinite values")
     if tensor.numel() and (tensor.min() < -1e-3 or tensor.max() > 1 + 1e-3):
         raise ValueError(
             f"{name} is float with values in [{tensor.min():.3g}, {tensor.max():.3g}]; float inputs must be in [0, 1]"
@@ -87,21 +104,23 @@ def _array_to_channels_first(array: np.ndarray | torch.Tensor, name: str) -> tor
     return tensor.clamp(0, 1)
 
 
-def to_tensor(image, name: str = "image") -> torch.Tensor:
+def to_tensor(image, name: str = "image", mask: bool = False) -> torch.Tensor:
     """Any supported image-like input -> float32 tensor (C, H, W) in [0, 1], C in {1, 3, 4}, on the CPU.
 
     Accepts a path, a PIL image (any mode, 16-bit grayscale included, EXIF orientation applied), a numpy
     array (H, W), (H, W, C) or a torch tensor (C, H, W), (H, W); uint8 / uint16 / bool / float in [0, 1] (a float
-    PIL image, mode "F", too).
+    PIL image, mode "F", too). With ``mask``, the mask rules of the module docstring apply (0/1 integer masks,
+    palette masks by index).
     """
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
     if isinstance(image, Image.Image):
         if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
             image = ImageOps.exif_transpose(image)
-        tensor = _array_to_channels_first(_pil_to_array(image), name)
+        array = np.array(image) != 0 if mask and image.mode == "P" else _pil_to_array(image)
+        tensor = _array_to_channels_first(array, name, zero_one=mask)
     elif isinstance(image, (np.ndarray, torch.Tensor)):
-        tensor = _array_to_channels_first(image, name)
+        tensor = _array_to_channels_first(image, name, zero_one=mask)
     else:
         raise ValueError(f"{name} must be a path, PIL image, numpy array or torch tensor, got {type(image).__name__}")
     if tensor.shape[-1] == 0 or tensor.shape[-2] == 0:
@@ -118,12 +137,13 @@ def to_rgb(image) -> torch.Tensor:
 
 
 def to_mask(mask) -> torch.Tensor:
-    """Mask-like -> (1, H, W) in [0, 1] (soft values kept).
+    """Mask-like -> (1, H, W) in [0, 1] (soft values kept), 1 = the region to harmonize.
 
-    An RGB mask is averaged over its channels. An RGBA mask is its alpha channel where that has any transparency (a
-    cut-out: opaque on the object), else the average of its RGB channels.
+    An integer mask whose values are all 0 or 1 is a 0/1 mask (not 0 and 1/255); a palette (mode "P") mask is 1
+    wherever its index is not 0. An RGB mask is averaged over its channels. An RGBA mask is its alpha channel where
+    that has any transparency (a cut-out: opaque on the object), else the average of its RGB channels.
     """
-    tensor = to_tensor(mask, "mask")
+    tensor = to_tensor(mask, "mask", mask=True)
     if tensor.shape[0] == 4:
         tensor = tensor[3:] if bool((tensor[3] < 1).any()) else tensor[:3]
     return tensor.mean(dim=0, keepdim=True)
@@ -139,8 +159,8 @@ def size_dict(size) -> dict[str, int]:
         height, width = size
     else:
         raise ValueError(f"size must be an int, (height, width) or {{'height': h, 'width': w}}, got {size!r}")
-    if int(height) < 1 or int(width) < 1:
-        raise ValueError(f"size must be positive, got {size!r}")
+    if int(height) < MIN_WORKING_SIZE or int(width) < MIN_WORKING_SIZE:
+        raise ValueError(f"size must be at least {MIN_WORKING_SIZE} pixels a side, got {size!r}")
     return {"height": int(height), "width": int(width)}
 
 
@@ -160,7 +180,7 @@ class SwinIHImageProcessor(BaseImageProcessor):
         do_resize (`bool`, defaults to `True`): resize every pair to `size`; otherwise keep each image's size
             (then a batch must share one size).
         size (`dict`, defaults to `{"height": 256, "width": 256}`): the model's working size; an int (square) or
-            (height, width) is accepted too.
+            (height, width) is accepted too. At least `MIN_WORKING_SIZE` (8) pixels a side.
     """
 
     model_input_names = ["pixel_values"]
@@ -185,8 +205,8 @@ class SwinIHImageProcessor(BaseImageProcessor):
         """
         Args:
             images: one image or a list (paths, PIL, numpy (H, W[, C]), torch (C, H, W)); RGB, RGBA or grayscale.
-            masks: one mask per image, same size as its image; bool / uint8 / uint16 / float, 1, 3 or 4 channels
-                (see `to_mask`).
+            masks: one mask per image, same size as its image; bool / uint8 / uint16 / float, 1, 3 or 4 channels; a
+                0/1 integer mask or a palette mask too (see `to_mask`).
         Returns:
             `BatchFeature` with `pixel_values` (B, 4, H, W) float32 and `original_sizes` (B, 2) int64 (height, width).
         Raises:
@@ -238,8 +258,12 @@ class SwinIHImageProcessor(BaseImageProcessor):
         Args:
             outputs: a `HarmonizationOutput` (or anything with `.harmonized`) or a tensor (B, 3, h, w) in [0, 1].
             output_type: `"pil"` (RGB uint8 images) or `"pt"` (float tensors (3, H, W) in [0, 1]).
+        Raises:
+            ValueError: a prediction with NaN or infinite values (e.g. corrupt weights), which would otherwise
+            become black pixels.
         """
         harmonized = outputs if isinstance(outputs, torch.Tensor) else outputs.harmonized
+        check_finite_prediction(harmonized)
         if target_sizes is not None and len(target_sizes) != len(harmonized):
             raise ValueError(f"got {len(target_sizes)} target sizes for {len(harmonized)} outputs")
         if output_type not in ("pil", "pt"):
@@ -250,6 +274,16 @@ class SwinIHImageProcessor(BaseImageProcessor):
                 image = resize(image, tuple(int(s) for s in target_sizes[index])).clamp(0, 1)
             results.append(to_pil(image) if output_type == "pil" else image)
         return results
+
+
+def check_finite_prediction(harmonized: torch.Tensor) -> None:
+    """`ValueError` naming the samples of a (B, 3, H, W) prediction that hold NaN or infinite values."""
+    bad = (~harmonized.detach().isfinite()).flatten(1).any(dim=1).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(
+            f"the model's prediction is not finite (NaN or inf) for sample(s) {bad} of {len(harmonized)}: its "
+            "weights are probably corrupt or diverged"
+        )
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

@@ -43,6 +43,27 @@ def split_pixel_values(pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.
     return pixel_values[:, :3], pixel_values[:, 3:4]
 
 
+def check_unit_range(**tensors: torch.Tensor | None) -> None:
+    """`ValueError` unless every given float tensor is finite with values in [0, 1] (a 1e-3 tolerance).
+
+    Catches 8-bit data passed as float (0..255), integer tensors and NaN / inf before they become a silently wrong
+    prediction or loss. One read-back from the device for all of them; skipped while `torch.compile` traces.
+    """
+    given = {name: tensor for name, tensor in tensors.items() if tensor is not None}
+    for name, tensor in given.items():
+        if not tensor.is_floating_point():
+            raise ValueError(f"{name} must be a float tensor with values in [0, 1], got {tensor.dtype}")
+    given = {name: tensor for name, tensor in given.items() if tensor.numel()}
+    if not given or torch.compiler.is_compiling():
+        return
+    bounds = torch.stack([torch.stack(torch.aminmax(t.detach())).float() for t in given.values()]).tolist()
+    for name, (low, high) in zip(given, bounds):
+        if not (low >= -1e-3 and high <= 1 + 1e-3):  # NaN fails both
+            hint = "; 8-bit data must be divided by 255" if 1 + 1e-3 < high <= 255 and low >= 0 else ""
+            found = f"[{low:.4g}, {high:.4g}]"
+            raise ValueError(f"{name} must be finite with values in [0, 1], got values in {found}{hint}")
+
+
 def pad_to_multiple(pixel_values: torch.Tensor, multiple_h: int, multiple_w: int) -> torch.Tensor:
     """Replicate-pad the bottom/right of (B, C, H, W) so that H and W become multiples of the given numbers."""
     height, width = pixel_values.shape[-2:]
@@ -171,8 +192,9 @@ class HarmonizationModelMixin:
     ) -> HarmonizationOutput | tuple:
         """
         Args:
-            pixel_values: (B, 4, H, W), any H and W: composite RGB in [0, 1] and the mask in [0, 1] (1 = foreground).
-            labels: (B, 3, H, W) in [0, 1], the real image; gives `loss`.
+            pixel_values: (B, 4, H, W) float, any H and W: composite RGB in [0, 1] and the mask in [0, 1] (1 =
+                foreground).
+            labels: (B, 3, H, W) float in [0, 1], the real image; gives `loss`.
             output_attentions: return attention probabilities (models with attention; others return None).
             output_hidden_states: return intermediate feature maps.
             loss_type: `"mse"` or `"fn_mse"`; defaults to `config.loss_type`.
@@ -180,10 +202,11 @@ class HarmonizationModelMixin:
                 processor returns the sizes for `post_process_harmonization`).
         Returns:
             `HarmonizationOutput` (or a tuple without the Nones when `return_dict=False`).
+        Raises:
+            ValueError: inputs or labels that are not float, not finite, or outside [0, 1] (`check_unit_range`).
         """
         config = self.config
-        if not pixel_values.is_floating_point():
-            raise ValueError(f"pixel_values must be a float tensor with values in [0, 1], got {pixel_values.dtype}")
+        check_unit_range(pixel_values=pixel_values, labels=labels)
         pixel_values = pixel_values.to(self.dtype)  # e.g. float32 inputs to a bfloat16 model, as the pipeline does
         return_dict = return_dict if return_dict is not None else config.return_dict
         output_attentions = output_attentions if output_attentions is not None else config.output_attentions
