@@ -31,6 +31,7 @@ import torch
 from transformers import AutoImageProcessor, AutoModelForImageToImage
 
 import lemart_hf  # noqa: F401  (registers the Auto classes)
+from lemart_hf.default_model import write_package_default
 from lemart_hf.hub import model_card, read_card, results_metrics, save_hub_folder
 
 #: Why releases of models trained on ../shared/data are non-commercial (the default --license_reason).
@@ -64,6 +65,11 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--license_reason", default=RESEARCH_ONLY, help="Why that licence (the card's License).")
     parser.add_argument("--storage_dtype", choices=["float16", "bfloat16", "float32"], default="float16")
     parser.add_argument("--tags", nargs="*", default=[], help="Extra card tags.")
+    parser.add_argument(
+        "--package_default",
+        action="store_true",
+        help="Also make it the package's default model (lemart_hf/released/, see lemart_hf.default_model).",
+    )
     args = parser.parse_args(argv)
 
     source = Path(args.model)
@@ -107,6 +113,8 @@ def main(argv: list[str] | None = None) -> Path:
     save_hub_folder(output, model, processor, card, files=files, storage_dtype=storage_dtype)
     size = sum(p.stat().st_size for p in output.iterdir()) / 1e6
     print(f"wrote {output} ({size:.1f} MB): {', '.join(sorted(p.name for p in output.iterdir()))}")
+    if args.package_default:
+        print(f"wrote the package's default model to {write_package_default(output)}")
     return output
 
 

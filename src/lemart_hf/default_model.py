@@ -26,3 +26,23 @@ def default_model_path() -> str:
             "reinstall lemart_hf or name a model"
         )
     return str(DEFAULT_MODEL_DIR)
+
+
+def write_package_default(release: str | Path, destination: str | Path = DEFAULT_MODEL_DIR) -> Path:
+    """Copy a release folder's model into the package as the default (``DEFAULT_MODEL_FILES``).
+
+    The weights and processor config are copied byte for byte. The config drops ``custom_pipelines``: a folder that
+    declares its pipeline makes transformers ask for ``trust_remote_code``, and the packaged model runs the
+    installed lemart_hf code anyway. Returns the destination folder.
+    """
+    import json
+    import shutil
+
+    release, destination = Path(release), Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "preprocessor_config.json"):
+        shutil.copyfile(release / name, destination / name)
+    config = json.loads((release / "config.json").read_text())
+    config.pop("custom_pipelines", None)
+    (destination / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return destination
