@@ -32,7 +32,7 @@ from transformers import AutoImageProcessor, AutoModelForImageToImage
 
 import lemart_hf  # noqa: F401  (registers the Auto classes)
 from lemart_hf.default_model import write_package_default
-from lemart_hf.hub import model_card, read_card, results_metrics, save_hub_folder
+from lemart_hf.hub import SAMPLE_CAPTION, model_card, read_card, results_metrics, save_hub_folder
 
 #: Why releases of models trained on ../shared/data are non-commercial (the default --license_reason).
 RESEARCH_ONLY = (
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--results_file", default=None, help="Markdown for the Results section (e.g. a study table).")
     parser.add_argument("--notes_file", default=None, help="Markdown sections (## Data, ## Limitations, ...).")
     parser.add_argument("--sample_grid", default=None, help="A PNG of samples, copied as sample_grid.png.")
+    parser.add_argument(
+        "--sample_caption", default=None, help="What its columns show (default: the --model card's, else the scripts')."
+    )
     parser.add_argument(
         "--base_model",
         default=None,
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> Path:
         base_model=args.base_model or (parts.base_model if parts else None),
         extra_tags=[model.config.model_type.removeprefix("lemart_"), *(parts.tags if parts else []), *args.tags],
         sample_image="sample_grid.png" if files else None,
+        sample_caption=args.sample_caption or (parts.sample_caption if parts else SAMPLE_CAPTION),
     )
     output = Path(args.output)
     shutil.rmtree(output, ignore_errors=True)

@@ -105,7 +105,6 @@ def test_bad_inputs_give_one_line_and_exit_2(model_dir, tmp_path, run_cli):
         (["--model", model_dir, tmp_path / "broken.png", mask, "-o", tmp_path / "o.png"], "cannot read image"),
         (["--model", tmp_path / "no_model", composite, mask, "-o", tmp_path / "o.png"], "model folder not found"),
         (["--model", empty_folder, composite, mask, "-o", tmp_path / "o.png"], "holds no config.json"),
-        ([composite, mask, "-o", tmp_path / "o.png"], "--model"),
         (["--model", model_dir, composite, mask, "-o", tmp_path / "o.png", "--size", "big"], "--size"),
         (["--model", model_dir, composite, mask, "-o", tmp_path / "o.png", "--device", "cuda:7"], "--device"),
         (["--model", model_dir, "--input_dir", tmp_path, "--output_dir", tmp_path], "--output_dir"),

@@ -226,6 +226,10 @@ def portable_text(text: str) -> str:
     return _ABSOLUTE_PATH.sub(relative, text)
 
 
+#: What the sample grids of the training scripts show (`model_card`'s default ``sample_caption``).
+SAMPLE_CAPTION = "Columns: composite | mask | prediction | original."
+
+
 def model_card(
     *,
     model_name: str,
@@ -241,6 +245,7 @@ def model_card(
     datasets: Sequence[str] = (),
     extra_tags: Iterable[str] = (),
     sample_image: str | None = None,
+    sample_caption: str = SAMPLE_CAPTION,
 ) -> str:
     """README.md of a hub folder: YAML front matter the Hub reads, then the body.
 
@@ -295,7 +300,7 @@ def model_card(
         sections.append("## Results\n\n" + results_markdown.strip() + "\n")
     if sample_image:
         sections.append(
-            f"## Samples\n\nColumns: composite | mask | prediction | original.\n\n![samples]({sample_image})\n"
+            f"## Samples\n\n{sample_caption}\n\n![samples]({sample_image})\n"
         )
     sections += [
         (
@@ -361,6 +366,7 @@ class CardParts:
     base_model: str | None
     license: str | None
     tags: list[str]
+    sample_caption: str = SAMPLE_CAPTION
 
 
 def read_card(path: str | os.PathLike) -> CardParts:
@@ -409,6 +415,7 @@ def read_card(path: str | os.PathLike) -> CardParts:
         command=command["code"] if command else "",
         metrics=metrics,
         base_model=card.data.base_model,
+        sample_caption=text.get("Samples", "").split("\n\n![samples]")[0].strip() or SAMPLE_CAPTION,
         license=card.data.license,
         tags=list(card.data.tags or []),
     )
@@ -470,6 +477,7 @@ __all__ = [
     "HUB_STRATEGIES",
     "LAST_CHECKPOINT",
     "PIPELINE_TAG",
+    "SAMPLE_CAPTION",
     "TASK",
     "TRANSFORMERS_FLOOR",
     "CardMetric",

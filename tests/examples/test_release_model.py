@@ -67,7 +67,15 @@ def test_release_folder_is_small_loads_in_float32_and_has_a_card(tmp_path, iharm
     assert pipe(image, Image.fromarray(mask)).size == (56, 40)
 
 
-@pytest.mark.parametrize("name", ["swinih-tiny-lemart-houtdoor", "swinih-tiny-lemart-pretrained"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "swinih-tiny-lemart-houtdoor",
+        "swinih-tiny-lemart-pretrained",
+        "swinih-lemart-general",
+        "swinih-lemart-general-pretrained",
+    ],
+)
 def test_rereleasing_a_model_card_in_place_reproduces_it(name, tmp_path, run_in_process):
     """The committed release is exactly what the writer makes of it: weights, config, code and card (summary,
     results, notes, metrics, base_model read back from it), byte for byte. Fails after a change to the card format
