@@ -36,13 +36,10 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture(scope="module")
 def model() -> str:
-    """The packaged model, or a released card's folder where this checkout does not ship its weights."""
+    """The packaged model."""
     from lemart_hf.default_model import default_model_path
 
-    try:
-        return default_model_path()
-    except FileNotFoundError:
-        return str(ROOT / "model_cards" / "swinih-tiny-lemart-houtdoor")
+    return default_model_path()
 
 
 @pytest.fixture(scope="module")
