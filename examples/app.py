@@ -20,8 +20,9 @@ import numpy as np
 from PIL import Image
 
 from lemart_hf import ImageHarmonizationPipeline
+from lemart_hf.data.composite_folders import composite_paths, mask_path
 from lemart_hf.default_model import DEFAULT_MODEL_NAME, default_model_path
-from lemart_hf.gallery import MASK_SUFFIX, SAMPLE_COMPOSITES_DIR
+from lemart_hf.gallery import SAMPLE_COMPOSITES_DIR
 
 TITLE = "LEMaRT image harmonization"
 IMAGE_HEIGHT = 320  # pixels on the page; the images keep their size
@@ -88,9 +89,9 @@ def harmonize(editor: dict | None, mask: Image.Image | None, model: str) -> tupl
 def examples() -> list[list]:
     """The real composites shipped with the package, as (editor value, mask path) rows."""
     rows = []
-    for mask_path in sorted(SAMPLE_COMPOSITES_DIR.glob(f"*{MASK_SUFFIX}.png")):
-        composite = str(mask_path.with_name(f"{mask_path.stem.removesuffix(MASK_SUFFIX)}.jpg"))
-        rows.append([{"background": composite, "layers": [], "composite": composite}, str(mask_path)])
+    for path in composite_paths(SAMPLE_COMPOSITES_DIR):
+        composite = str(path)
+        rows.append([{"background": composite, "layers": [], "composite": composite}, str(mask_path(path))])
     return rows
 
 

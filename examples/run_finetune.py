@@ -44,10 +44,10 @@ from tqdm.auto import tqdm
 from lemart_hf.data import IHARMONY4_SUBSETS, DataFileError, find_subsets, hold_out_photos, load_iharmony4
 from lemart_hf.data.photos import EpochShuffleSampler
 from lemart_hf.evaluation import NonFinitePredictionError, evaluate_harmonization, model_predictor
-from lemart_hf.lemart import LEMaRTComposer, generator_for_step
+from lemart_hf.hub import base_model_name, model_card, results_metrics
+from lemart_hf.lemart import LEMaRTComposer
 from lemart_hf.lemart.mixing import mix_self_supervised, mixed_counts
 from lemart_hf.metrics import PROTOCOLS, get_protocol
-from lemart_hf.hub import base_model_name, model_card, results_metrics
 from lemart_hf.training import (
     CheckpointManager,
     CheckpointWriteError,
@@ -68,6 +68,7 @@ from lemart_hf.training import (
     check_training_arguments,
     collate_pairs,
     command_line,
+    composite_generator,
     dataloader_kwargs,
     default_hub_model_id,
     effective_learning_rate,
@@ -257,10 +258,10 @@ def main(argv: list[str] | None = None) -> dict:
             if args.skip_final_evaluation
             else load_iharmony4(args.data_dir, subsets, "test", max_samples=args.max_eval_samples)
         )
+        validation_rows, validation_title = None, "validation"
         if args.validation_fraction > 0:
             train_rows, validation_rows = hold_out_photos(train_rows, args.validation_fraction)
-            validation_title = "validation"
-        else:
+        elif args.validation_steps:
             validation_rows = load_iharmony4(args.data_dir, subsets, "test", max_samples=args.validation_max_samples)
             validation_title = "test-subset"
         if not args.validation_steps:
@@ -434,16 +435,14 @@ def main(argv: list[str] | None = None) -> dict:
             if state.batches_in_epoch:
                 batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
             for batch in batches:
-                if mixes:  # drawn from (seed, batch number) alone, so a resumed run mixes exactly the same
-                    stream = state.micro_step * num_processes + accelerator.process_index
-                    with torch.no_grad():
-                        batch = mix_self_supervised(
-                            batch,
-                            composer,
-                            lemart_fraction=args.lemart_fraction,
-                            identity_fraction=args.identity_fraction,
-                            generator=generator_for_step(args.seed, stream),
-                        )
+                if mixes:
+                    batch = mix_self_supervised(
+                        batch,
+                        composer,
+                        lemart_fraction=args.lemart_fraction,
+                        identity_fraction=args.identity_fraction,
+                        generator=composite_generator(args.seed, state, accelerator),
+                    )
                 seed_for_step(args.seed, state.micro_step, accelerator.process_index)  # stochastic depth
                 with accelerator.accumulate(model):
                     loss = model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss

@@ -49,9 +49,9 @@ from tqdm.auto import tqdm
 
 from lemart_hf.data.photos import EpochShuffleSampler, PhotoDataset, StreamingPhotos, collate_photos, list_images
 from lemart_hf.data.samples import sample_photo_paths
+from lemart_hf.hub import CARD_METRICS, CardMetric, base_model_name, model_card
 from lemart_hf.lemart import MASK_STRATEGIES, PERTURBATIONS, LEMaRTComposer, generator_for_step
 from lemart_hf.metrics import harmonization_metrics
-from lemart_hf.hub import CARD_METRICS, CardMetric, base_model_name, model_card
 from lemart_hf.training import (
     CheckpointManager,
     CheckpointWriteError,
@@ -70,6 +70,7 @@ from lemart_hf.training import (
     card_license,
     check_training_arguments,
     command_line,
+    composite_generator,
     dataloader_kwargs,
     default_hub_model_id,
     effective_learning_rate,
@@ -514,11 +515,8 @@ def main(argv: list[str] | None = None) -> dict:
                 tick = time.perf_counter()
                 # LEMaRT composites, new every epoch; their generator depends only on (seed, batch number).
                 images = batch["pixel_values"].to(composite_device, non_blocking=True).float().div_(255)
-                stream = state.micro_step * num_processes + accelerator.process_index
-                with torch.no_grad():
-                    composed = composer(
-                        images, generator=generator_for_step(args.seed, stream, device=composite_device)
-                    )
+                generator = composite_generator(args.seed, state, accelerator, composite_device)
+                composed = composer(images, generator=generator)
                 pixel_values = composed["pixel_values"].to(accelerator.device, non_blocking=True)
                 labels = composed["labels"].to(accelerator.device, non_blocking=True)
                 timings["composite"] += time.perf_counter() - tick

@@ -26,11 +26,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .data.composite_folders import composite_paths, mask_path
 from .default_model import DEFAULT_MODEL_NAME, default_model_path
+from .lemart.image_loading import IMAGE_EXTENSIONS
 
 PROG = "lemart-harmonize"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-MASK_SUFFIX = "_mask"
 EXIT_BAD_INPUT = 2
 
 
@@ -163,16 +163,12 @@ def _folder_jobs(args, skipped: list[str]) -> list[tuple[Path, Path, Path]]:
         raise InputError(f"input folder not found: {input_dir}")
     if output_dir.exists() and (not output_dir.is_dir() or _same_file(input_dir, output_dir)):
         raise InputError(f"--output_dir {output_dir} must be a folder other than --input_dir")
-    composites = sorted(
-        path
-        for path in input_dir.iterdir()
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.stem.endswith(MASK_SUFFIX)
-    )
+    composites = composite_paths(input_dir)
     if not composites:
         raise InputError(f"no composite images ({', '.join(IMAGE_EXTENSIONS)}) in {input_dir}")
     jobs, outputs = [], {}
     for composite in composites:
-        mask = composite.with_name(f"{composite.stem}{MASK_SUFFIX}.png")
+        mask = mask_path(composite)
         if not mask.is_file():
             raise InputError(f"no mask for {composite}: expected {mask}")
         output = output_dir / f"{composite.stem}.png"

@@ -2,7 +2,7 @@
 `lemart-harmonize composite.jpg mask.png` use when no model is named, offline.
 
 It is `model_cards/swinih-lemart-general` (SwinIH-tiny, LEMaRT pre-trained on unlabeled photos, fine-tuned on
-HOutdoor + HDiverse; see its card) without the card and the remote-code copies: config, float16 weights (~2 MB;
+HOutdoor + HDiverse; see its card) without the card and the remote-code copies: config, float16 weights (4.2 MB;
 loaded as float32) and the image processor config.
 """
 

@@ -23,13 +23,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .data.composite_folders import composite_paths, mask_path
+from .data.iharmony4 import pil_to_tensor
 from .lemart.image_loading import IMAGE_EXTENSIONS
+from .models.swinih.image_processing_swinih import to_pil
 
 #: Real composites shipped with the package (see its README.md for their source and licence), for the demo.
 SAMPLE_COMPOSITES_DIR = Path(__file__).resolve().parent / "sample_composites"
 #: A method: (composite RGB, mask "L", same size) -> harmonized RGB of that size.
 Method = Callable[[Image.Image, Image.Image], Image.Image]
-MASK_SUFFIX = "_mask"
 
 
 @dataclass
@@ -47,17 +49,15 @@ def composite_folder(folder: str | Path, max_side: int | None = 384, limit: int 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"composite folder not found: {folder}")
-    paths = sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.endswith(MASK_SUFFIX)
-    )[:limit]
+    paths = composite_paths(folder)[:limit]
     if not paths:
         raise FileNotFoundError(f"no composites ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
     rows = []
     for path in paths:
-        mask_path = path.with_name(f"{path.stem}{MASK_SUFFIX}.png")
-        if not mask_path.is_file():
-            raise FileNotFoundError(f"no mask for {path}: expected {mask_path}")
-        with Image.open(path) as image, Image.open(mask_path) as mask:
+        mask_file = mask_path(path)
+        if not mask_file.is_file():
+            raise FileNotFoundError(f"no mask for {path}: expected {mask_file}")
+        with Image.open(path) as image, Image.open(mask_file) as mask:
             composite, mask = image.convert("RGB"), mask.convert("L")
         if max_side and max(composite.size) > max_side:
             scale = max_side / max(composite.size)
@@ -67,14 +67,9 @@ def composite_folder(folder: str | Path, max_side: int | None = 384, limit: int 
     return rows
 
 
-def _to_tensor(image: Image.Image) -> torch.Tensor:
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1) if array.ndim == 3 else torch.from_numpy(array)[None]
-
-
-def _to_image(tensor: torch.Tensor) -> Image.Image:
-    array = (tensor.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
-    return Image.fromarray(array)
+def _binary_mask(mask: Image.Image) -> torch.Tensor:
+    """(1, H, W) 0/1 float: the mask thresholded at 0.5, as the evaluation protocol has it."""
+    return (pil_to_tensor(mask, mask=True) > 0.5).float()
 
 
 def pipeline_method(pipe) -> Method:
@@ -86,8 +81,7 @@ def reinhard_method(composite: Image.Image, mask: Image.Image) -> Image.Image:
     """Reinhard colour transfer of the foreground to the background (`lemart_hf.baselines`), the classic baseline."""
     from .baselines import reinhard_color_transfer
 
-    binary = (_to_tensor(mask) > 0.5).float()
-    return _to_image(reinhard_color_transfer(_to_tensor(composite)[None], binary[None])[0])
+    return to_pil(reinhard_color_transfer(pil_to_tensor(composite)[None], _binary_mask(mask)[None])[0])
 
 
 def colour_shift(composite: Image.Image, result: Image.Image, mask: Image.Image) -> dict[str, float]:
@@ -97,10 +91,10 @@ def colour_shift(composite: Image.Image, result: Image.Image, mask: Image.Image)
     """
     import kornia
 
-    weights = (_to_tensor(mask) > 0.5).float()
+    weights = _binary_mask(mask)
     area = weights.sum().clamp_min(1.0)
     means = [
-        (kornia.color.rgb_to_lab(_to_tensor(image)[None])[0] * weights).sum(dim=(1, 2)) / area
+        (kornia.color.rgb_to_lab(pil_to_tensor(image)[None])[0] * weights).sum(dim=(1, 2)) / area
         for image in (composite, result)
     ]
     delta = means[1] - means[0]
