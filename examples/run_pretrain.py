@@ -101,7 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     data = parser.add_argument_group("data (default: the photos embedded in the [dev] install)")
-    data.add_argument("--train_dir", default=None, help="A folder of photos (searched recursively).")
+    data.add_argument(
+        "--train_dir", nargs="+", default=None, help="One or more folders of photos (each searched recursively)."
+    )
     data.add_argument("--dataset_name", default=None, help="A Hub dataset id or a local dataset folder with images.")
     data.add_argument("--dataset_config_name", default=None, help="Its configuration, if it has several.")
     data.add_argument("--dataset_split", default="train", help="Its split to train on.")
@@ -169,8 +171,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     if args.train_dir is not None and args.dataset_name is not None:
         parser.error("give --train_dir or --dataset_name, not both")
-    if args.train_dir is not None and not os.path.isdir(args.train_dir):
-        parser.error(f"--train_dir {args.train_dir!r} is not a directory")
+    for folder in args.train_dir or []:
+        if not os.path.isdir(folder):
+            parser.error(f"--train_dir {folder!r} is not a directory")
     if args.streaming and args.dataset_name is None:
         parser.error("--streaming needs --dataset_name")
     if args.streaming and args.max_train_steps is None:
@@ -234,12 +237,12 @@ def build_datasets(args: argparse.Namespace):
     kwargs = {"train": True, "crop_scale": tuple(args.crop_scale), "hflip": not args.no_hflip, "seed": args.seed}
     if args.dataset_name is None:
         if args.train_dir is not None:
-            photos = list_images(args.train_dir)
+            photos = sorted({path for folder in args.train_dir for path in list_images(folder)})
             order = torch.randperm(len(photos), generator=torch.Generator().manual_seed(args.seed)).tolist()
             held = held_out_count(len(photos), args.num_validation_images)
             validation = sorted(photos[i] for i in order[:held])
             train = sorted(photos[i] for i in order[held:])
-            source = f"image folder {os.path.abspath(args.train_dir)}"
+            source = "image folder(s) " + ", ".join(os.path.abspath(folder) for folder in args.train_dir)
         else:
             train, validation = sample_photo_paths("train"), sample_photo_paths("validation")
             validation = validation if args.num_validation_images else []

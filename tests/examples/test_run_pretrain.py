@@ -290,6 +290,20 @@ def test_empty_image_folder_is_reported(tmp_path, tiny_config):
         run_pretrain.build_datasets(args)
 
 
+def test_several_train_dirs_are_one_photo_set(tmp_path, photo_folder, tiny_config):
+    """--train_dir A B A: the union of the folders (a folder named twice counts once)."""
+    import shutil
+
+    second = tmp_path / "more"
+    shutil.copytree(photo_folder, second)
+    count = len(list(photo_folder.iterdir()))
+    run_pretrain = load_script("run_pretrain.py")
+    argv = ["--train_dir", str(photo_folder), str(second), str(photo_folder), "--model_config", tiny_config,
+            "--num_validation_images", "2"]  # fmt: skip
+    train, validation, source = run_pretrain.build_datasets(run_pretrain.parse_args(argv))
+    assert len(train) + len(validation) == 2 * count and str(second) in source
+
+
 @pytest.mark.parametrize("streaming", [False, True])
 def test_dataset_name_sources_hold_out_validation_photos(photo_folder, tiny_config, streaming):
     """--dataset_name (here a local image folder, which `datasets` loads offline), downloaded or streamed."""
