@@ -1,0 +1,73 @@
+"""The `Accelerator` of a run (`make_accelerator`, its trackers from ``--report_to``) and the checks on how the
+script was launched (`check_launch`); `_prog`, the script's name that one-line error exits start with."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_report_to(report_to: str) -> list[str] | None:
+    """``--report_to`` -> Accelerate's ``log_with``; tensorboard is dropped (with a warning) when not installed."""
+    names = [n.strip() for n in report_to.split(",") if n.strip()]
+    if not names or names == ["none"]:
+        return None
+    if names == ["all"]:
+        return ["all"]
+    if "tensorboard" in names:
+        from accelerate.utils import is_tensorboard_available
+
+        if not is_tensorboard_available():
+            logger.warning("tensorboard is not installed: not logging to it (`pip install tensorboard`)")
+            names.remove("tensorboard")
+    return names or None
+
+
+def make_accelerator(args: argparse.Namespace):
+    """An `Accelerator` for ``args``: project and logging folders, trackers, accumulation, mixed precision."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+    project_config = ProjectConfiguration(
+        project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
+    )
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=resolve_report_to(args.report_to),
+        project_config=project_config,
+        dataloader_config=DataLoaderConfiguration(non_blocking=True),
+    )
+    check_launch(accelerator)
+    return accelerator
+
+
+def check_launch(accelerator) -> None:
+    """Exit with a one-line error where Accelerate would quietly run something other than what was launched.
+
+    - Processes started as a group (``WORLD_SIZE`` > 1) that Accelerate runs each on its own: on a machine without
+      GPUs, ``accelerate launch --multi_gpu`` needs ``ACCELERATE_USE_CPU=1`` to form a gloo group; without it, every
+      process would train alone and all of them would write the same output folder.
+    - fp16 mixed precision on a CPU, which Accelerate ignores (training would run in float32).
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and accelerator.num_processes == 1:
+        raise SystemExit(
+            f"{_prog()}: error: launched as {world_size} processes, but Accelerate runs each of them alone (they would "
+            f"overwrite each other's outputs); without GPUs, launch with ACCELERATE_USE_CPU=1 accelerate launch "
+            f"--multi_gpu --num_processes {world_size} ..."
+        )
+    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise SystemExit(
+            f"{_prog()}: error: fp16 mixed precision needs a GPU (on a CPU, Accelerate would quietly run in float32); "
+            "use --mixed_precision bf16 or no"
+        )
+
+
+def _prog() -> str:
+    """The running script's name, as argparse starts its error lines."""
+    return os.path.basename(sys.argv[0]) or "lemart_hf"

@@ -1,0 +1,228 @@
+"""Resumable checkpoints: `TrainingState` (where a run is), `CheckpointManager` (atomic ``checkpoint-{step}``
+folders, written as ``.tmp``, flushed to disk and renamed; rotation), `load_training_state` and
+`warn_on_run_mismatch` for resuming."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+#: Written last into a checkpoint, before the folder gets its final name: its presence marks a complete one.
+TRAINING_STATE_FILE = "training_state.json"
+_CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+_PARTIAL_SUFFIXES = (".tmp", ".trash")
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """Where a run is. Saved into every checkpoint as ``training_state.json``.
+
+    Attributes:
+        global_step: optimizer steps done.
+        epoch: the epoch in progress.
+        batches_in_epoch: batches (per process) of that epoch already consumed.
+        micro_step: batches (per process) consumed since the start; numbers the composer's and the model's RNG.
+        images_seen: training images consumed, all processes together.
+        run: settings a resumed run must share for exactness (batch size, processes, seed, ...).
+        generation: set by `CheckpointManager.save`: which run (process start) in the folder wrote the checkpoint.
+    """
+
+    global_step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    micro_step: int = 0
+    images_seen: int = 0
+    run: dict = dataclasses.field(default_factory=dict)
+    generation: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainingState:
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The step of a folder named ``checkpoint-{step}``; None for any other name (``.tmp`` ones included)."""
+    match = _CHECKPOINT_NAME.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """A folder named ``checkpoint-{step}`` that holds its training state (written last, before the rename)."""
+    path = Path(path)
+    return path.is_dir() and checkpoint_step(path) is not None and (path / TRAINING_STATE_FILE).is_file()
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file of ``folder`` and the folder itself to disk (so a power cut cannot reorder the rename)."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, quota, read-only folder); the message names it and the cause."""
+
+
+class CheckpointManager:
+    """Atomic ``checkpoint-{step}`` folders in ``output_dir``, at most ``total_limit`` of them.
+
+    A checkpoint is written into ``checkpoint-{step}.tmp``; its training state goes in last, everything is
+    flushed to disk, and only then is the folder renamed to ``checkpoint-{step}`` (an atomic rename). A run killed
+    while saving leaves a ``.tmp`` folder, which nothing mistakes for a checkpoint and the next run deletes.
+    Old checkpoints are renamed to ``.trash`` before being deleted, for the same reason.
+
+    Checkpoints are ordered by the run that wrote them, then by step: each manager (one per run) takes the
+    generation after the highest one in the folder. So after resuming from an earlier checkpoint (say step 4 of a
+    run that went on to step 8), the new run's checkpoints are the newest: "latest" finds them, and rotation deletes
+    the older run's checkpoints (4, then 8) before any of them. The order lives in the training states, so copying
+    a folder keeps it.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, total_limit: int | None = None):
+        self.output_dir = Path(output_dir)
+        self.total_limit = total_limit
+        self.generation = 1 + max((_generation(p) for p in self.complete()), default=-1)
+
+    def complete(self) -> list[Path]:
+        """Complete checkpoints, oldest first: by the generation of the run that wrote them, then by step."""
+        if not self.output_dir.is_dir():
+            return []
+        found = [p for p in self.output_dir.iterdir() if is_complete_checkpoint(p)]
+        return sorted(found, key=lambda path: (_generation(path), checkpoint_step(path)))
+
+    def latest(self) -> Path | None:
+        complete = self.complete()
+        return complete[-1] if complete else None
+
+    def resolve(self, resume_from_checkpoint: str | None) -> Path | None:
+        """``None`` -> None; ``"latest"`` -> the newest complete checkpoint or None; a path -> that checkpoint.
+
+        Raises:
+            FileNotFoundError: the path is not a complete checkpoint.
+        """
+        if resume_from_checkpoint is None:
+            return None
+        if resume_from_checkpoint == "latest":
+            return self.latest()
+        path = Path(resume_from_checkpoint)
+        if not is_complete_checkpoint(path):
+            raise FileNotFoundError(f"{str(path)!r} is not a complete checkpoint folder")
+        return path
+
+    def remove_partial(self) -> list[Path]:
+        """Delete ``.tmp`` / ``.trash`` leftovers of interrupted saves and deletions; returns what was removed."""
+        removed = []
+        if self.output_dir.is_dir():
+            for path in self.output_dir.iterdir():
+                if path.name.startswith(CHECKPOINT_PREFIX) and path.name.endswith(_PARTIAL_SUFFIXES):
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+        return removed
+
+    def save(self, accelerator, state: TrainingState, extra_files: dict[str, str] | None = None) -> Path:
+        """Save the accelerator's state plus ``state`` as ``checkpoint-{state.global_step}``; call on every process.
+
+        Returns the final path. Rotates old checkpoints when a limit is set.
+
+        Raises:
+            CheckpointWriteError: the save failed (full disk, quota, read-only folder); the ``.tmp`` folder is gone
+                and the previous checkpoints are as they were.
+        """
+        final = self.output_dir / f"{CHECKPOINT_PREFIX}{state.global_step}"
+        temporary = final.with_name(final.name + ".tmp")
+        try:
+            if accelerator.is_main_process:
+                shutil.rmtree(temporary, ignore_errors=True)
+                temporary.mkdir(parents=True)
+            accelerator.wait_for_everyone()
+            accelerator.save_state(str(temporary))
+            accelerator.wait_for_everyone()  # every process has written its RNG state
+            if accelerator.is_main_process:
+                for name, text in (extra_files or {}).items():
+                    (temporary / name).write_text(text, encoding="utf-8")
+                written = dataclasses.replace(state, generation=self.generation)
+                (temporary / TRAINING_STATE_FILE).write_text(written.to_json(), encoding="utf-8")
+                _fsync_tree(temporary)
+        except BaseException as error:  # a full disk, or a second Ctrl-C: leave no partial checkpoint behind
+            if accelerator.is_main_process:
+                shutil.rmtree(temporary, ignore_errors=True)
+            if isinstance(error, Exception):  # OSError, or how safetensors / torch.save report a failed write
+                cause = " ".join(str(error).split()) or type(error).__name__
+                where = f"{final.name} into {str(self.output_dir)!r}"
+                raise CheckpointWriteError(f"could not write {where}: {cause}") from error
+            raise
+        if accelerator.is_main_process:
+            if final.exists():  # the same step saved before (e.g. a restarted run): replace it
+                self._discard(final)
+            os.replace(temporary, final)
+            _fsync_dir(self.output_dir)
+            self.rotate()
+        accelerator.wait_for_everyone()
+        return final
+
+    def rotate(self) -> list[Path]:
+        """Delete the oldest complete checkpoints beyond ``total_limit``; returns the deleted paths."""
+        if self.total_limit is None:
+            return []
+        complete = self.complete()
+        excess = complete[: max(0, len(complete) - self.total_limit)]
+        for path in excess:
+            self._discard(path)
+        if excess:
+            logger.info("removed %d old checkpoint(s): %s", len(excess), ", ".join(p.name for p in excess))
+        return excess
+
+    @staticmethod
+    def _discard(path: Path) -> None:
+        trash = path.with_name(path.name + ".trash")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _generation(checkpoint: Path) -> int:
+    """The generation recorded in a complete checkpoint (0 for ones saved before generations, or unreadable)."""
+    try:
+        return int(load_training_state(checkpoint).generation)
+    except (OSError, ValueError, TypeError):
+        return 0
+
+
+def load_training_state(checkpoint: str | os.PathLike) -> TrainingState:
+    return TrainingState.from_json((Path(checkpoint) / TRAINING_STATE_FILE).read_text(encoding="utf-8"))
+
+
+def warn_on_run_mismatch(saved: dict, current: dict) -> list[str]:
+    """Settings that differ between the checkpoint's run and this one (they break exact resumption); logged."""
+    differences = [f"{k}: {saved[k]!r} -> {current.get(k)!r}" for k in sorted(saved) if saved[k] != current.get(k)]
+    if differences:
+        logger.warning("resuming with different settings; the run will not be exact: %s", "; ".join(differences))
+    return differences

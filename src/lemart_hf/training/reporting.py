@@ -1,0 +1,68 @@
+"""What a run records of itself: the command that started it (`command_line`), its summary for
+train_results.json and the card (`run_summary`), the card's licence (`card_license`) and the final model folder
+(`save_final_model`, through `lemart_hf.hub.save_hub_folder`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+from ..hub import save_hub_folder
+from .checkpoints import TrainingState
+
+
+def command_line(script: str) -> str:
+    """The command that started this run, as one would type it."""
+    return "accelerate launch " + shlex.join([script, *sys.argv[1:]])
+
+
+def run_summary(
+    accelerator,
+    model,
+    state: TrainingState,
+    max_train_steps: int,
+    stopped_early: str | None,
+    batches_per_epoch: int | None,
+    train_seconds: float,
+    images_at_start: int,
+) -> dict:
+    """What both scripts record of a run (train_results.json, the card): architecture, steps, epochs (None for a
+    stream), images, processes, and this invocation's time and images per second (from ``images_at_start``)."""
+    from ..models.architectures import architecture_of_config
+
+    return {
+        "architecture": architecture_of_config(accelerator.unwrap_model(model).config).name,
+        "global_step": state.global_step,
+        "max_train_steps": max_train_steps,
+        "stopped_early": stopped_early,
+        "epochs": state.epoch + state.batches_in_epoch / batches_per_epoch if batches_per_epoch else None,
+        "images_seen": state.images_seen,
+        "num_processes": accelerator.num_processes,
+        "train_seconds_this_invocation": round(train_seconds, 1),
+        "images_per_second_this_invocation": round((state.images_seen - images_at_start) / max(train_seconds, 1e-9), 3),
+    }
+
+
+def save_final_model(
+    accelerator, model, image_processor, output_dir: str | os.PathLike, card: str, files: dict | None = None
+) -> None:
+    """The model folder of a run in ``output_dir`` (`hub.save_hub_folder`: weights, processor, model and pipeline
+    code, ``card``, extra ``files``), written by the main process; call on every process."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_hub_folder(output_dir, accelerator.unwrap_model(model), image_processor, card, files=files)
+    accelerator.wait_for_everyone()
+
+
+def card_license(args: argparse.Namespace, data: str) -> dict[str, str]:
+    """`model_card`'s ``license`` and ``license_reason`` for ``--license`` and the training data ``data``."""
+    if args.license == "other":
+        reason = (
+            f"No licence was named for the weights (`--license`): they inherit the terms of the images they were "
+            f"trained on ({data}). The code files are Apache-2.0, like lemart_hf."
+        )
+    else:
+        reason = f"Named when training (`--license {args.license}`); the terms of the training images ({data}) apply too."
+    return {"license": args.license, "license_reason": reason}
