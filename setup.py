@@ -32,7 +32,8 @@ setup(
     ],
     extras_require={
         # scikit-image ships a handful of real photographs in its wheel: the embedded default pre-training set.
-        "dev": ["pytest>=8", "scikit-image>=0.22", "tensorboard"],
+        # matplotlib draws the ablations' label-fraction plot (examples/summarize_ablations.py).
+        "dev": ["pytest>=8", "scikit-image>=0.22", "tensorboard", "matplotlib>=3.8"],
         # The web demo (examples/app.py) and its browser test, which drives the system's chromium via playwright.
         "demo": ["gradio>=6", "playwright>=1.40"],
     },
