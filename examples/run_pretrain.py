@@ -12,7 +12,7 @@ photo back (MSE). The result is a `save_pretrained` folder to fine-tune with `ru
     accelerate launch --mixed_precision bf16 examples/run_pretrain.py --train_dir /data/photos \\
         --model_config swinih-base --train_batch_size 64 --dataloader_num_workers 8 --num_train_epochs 30
 
-    # a Hub dataset with an image column, streamed
+    # a Hub dataset with an image column, streamed; or a folder of shards (examples/pack_shards.py packs photos)
     accelerate launch examples/run_pretrain.py --dataset_name user/photos --streaming --max_train_steps 20000
 
     # continue an interrupted run exactly where it stopped
@@ -47,8 +47,10 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from lemart_hf.data.photos import EpochShuffleSampler, PhotoDataset, StreamingPhotos, collate_photos, list_images
+from lemart_hf.data import DataFileError
+from lemart_hf.data.photos import EpochShuffleSampler, PhotoDataset, collate_photos, list_images, open_image
 from lemart_hf.data.samples import sample_photo_paths
+from lemart_hf.data.streaming import StreamingPhotos, StreamLoader, photo_identity, undecoded_images
 from lemart_hf.hub import CARD_METRICS, CardMetric, base_model_name, model_card
 from lemart_hf.lemart import MASK_STRATEGIES, PERTURBATIONS, LEMaRTComposer, generator_for_step
 from lemart_hf.metrics import harmonization_metrics
@@ -104,12 +106,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument(
         "--train_dir", nargs="+", default=None, help="One or more folders of photos (each searched recursively)."
     )
-    data.add_argument("--dataset_name", default=None, help="A Hub dataset id or a local dataset folder with images.")
+    data.add_argument(
+        "--dataset_name",
+        default=None,
+        help="A Hub dataset id or a local dataset folder with images (with --streaming: Parquet or WebDataset shards).",
+    )
     data.add_argument("--dataset_config_name", default=None, help="Its configuration, if it has several.")
     data.add_argument("--dataset_split", default="train", help="Its split to train on.")
     data.add_argument("--image_column", default=None, help="Its image column (default: the first Image column).")
-    data.add_argument("--streaming", action="store_true", help="Stream --dataset_name instead of downloading it.")
-    data.add_argument("--shuffle_buffer_size", type=int, default=1000, help="Shuffle buffer with --streaming.")
+    data.add_argument(
+        "--streaming",
+        action="store_true",
+        help="Stream --dataset_name instead of downloading it: its shards are split among the processes and their "
+        "DataLoader workers (a worker reads whole shards), and checkpoints hold the stream position.",
+    )
+    data.add_argument(
+        "--shuffle_buffer_size",
+        type=int,
+        default=1000,
+        help="With --streaming: each worker reads this many photos (undecoded, in memory) at a time and yields them "
+        "in a random order.",
+    )
     data.add_argument("--max_train_samples", type=int, default=None, help="Use at most this many training photos.")
     data.add_argument(
         "--num_validation_images",
@@ -175,7 +192,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not os.path.isdir(folder):
             parser.error(f"--train_dir {folder!r} is not a directory")
     if args.streaming and args.dataset_name is None:
-        parser.error("--streaming needs --dataset_name")
+        parser.error(
+            "--streaming needs --dataset_name (a Hub id or a folder of shards; examples/pack_shards.py packs a "
+            "photo folder into shards)"
+        )
+    if args.shuffle_buffer_size < 1:
+        parser.error(f"--shuffle_buffer_size must be >= 1, got {args.shuffle_buffer_size}")
     if args.streaming and args.max_train_steps is None:
         parser.error("--streaming needs --max_train_steps (a stream has no length to count epochs in)")
     if not 0.0 < args.mask_ratio <= 1.0:
@@ -232,8 +254,11 @@ def image_column_of(features, wanted: str | None) -> str:
     return "image"
 
 
-def build_datasets(args: argparse.Namespace):
-    """(training dataset, validation photos or None, a description of the source)."""
+def build_datasets(args: argparse.Namespace, process_index: int = 0, num_processes: int = 1):
+    """(training dataset, validation photos or None, a description of the source).
+
+    A stream is split among ``num_processes`` (this is ``process_index``) and their ``--dataloader_num_workers``.
+    """
     kwargs = {"train": True, "crop_scale": tuple(args.crop_scale), "hflip": not args.no_hflip, "seed": args.seed}
     if args.dataset_name is None:
         if args.train_dir is not None:
@@ -261,22 +286,26 @@ def build_datasets(args: argparse.Namespace):
     )
     column = image_column_of(dataset.features, args.image_column)
     if args.streaming:
-        held = args.num_validation_images
-        validation_rows = [row[column] for row in dataset.take(held)] if held else []
-        train_stream = dataset.skip(held) if held else dataset
+        # Validation: the first photos of the stream, which training skips (recognised by their bytes).
+        dataset = undecoded_images(dataset, column)
+        held_out = [row[column] for row in dataset.take(args.num_validation_images)]
         if args.max_train_samples is not None:
-            train_stream = train_stream.take(args.max_train_samples)
+            dataset = dataset.take(args.max_train_samples)
         train_dataset = StreamingPhotos(
-            train_stream,
+            dataset,
             args.resolution,
             seed=args.seed,
             crop_scale=tuple(args.crop_scale),
             hflip=not args.no_hflip,
             image_column=column,
             shuffle_buffer_size=args.shuffle_buffer_size,
+            exclude={photo_identity(image) for image in held_out},
+            process_index=process_index,
+            num_processes=num_processes,
+            num_workers=args.dataloader_num_workers,
         )
-        validation_photos = PhotoDataset(validation_rows, args.resolution, train=False) if validation_rows else None
-        return train_dataset, validation_photos, source
+        validation_photos = PhotoDataset([open_image(image) for image in held_out], args.resolution, train=False)
+        return train_dataset, (validation_photos if held_out else None), source
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(args.seed)).tolist()
     held = held_out_count(len(dataset), args.num_validation_images)
     train_indices = sorted(order[held:])
@@ -351,7 +380,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Data: crops decoded on the workers; composites made batched in the loop.
     try:
-        train_dataset, validation_photos, data_source = build_datasets(args)
+        train_dataset, validation_photos, data_source = build_datasets(
+            args, accelerator.process_index, accelerator.num_processes
+        )
     except (FileNotFoundError, ValueError, ModuleNotFoundError) as error:
         raise SystemExit(f"run_pretrain.py: error: {error}") from error
     composer = make_composer(args)
@@ -360,9 +391,9 @@ def main(argv: list[str] | None = None) -> dict:
     streaming = isinstance(train_dataset, StreamingPhotos)
     loader_kwargs = dataloader_kwargs(args, pin_memory=accelerator.device.type == "cuda", persistent=not streaming)
     if streaming:
-        train_dataloader = torch.utils.data.DataLoader(
-            train_dataset, batch_size=args.train_batch_size, collate_fn=collate_photos, drop_last=True, **loader_kwargs
-        )
+        # Split among the processes by the stream itself; Accelerate's sharding of iterable datasets would make
+        # every process read everything. The loader records its position for the checkpoints.
+        train_dataloader = StreamLoader(train_dataset, args.train_batch_size, **loader_kwargs)
     else:
         # Small folders: repeat the photos (each time with a new crop) so that an epoch spans at least 20 optimizer
         # steps; the workers then prefetch across steps instead of restarting at every tiny epoch.
@@ -377,11 +408,11 @@ def main(argv: list[str] | None = None) -> dict:
             generator=torch.Generator().manual_seed(args.seed),  # keeps worker seeding off the global RNG
             **loader_kwargs,
         )
-    train_dataloader = accelerator.prepare_data_loader(train_dataloader, device_placement=False)
     if streaming:
         batches_per_epoch = None
         max_train_steps = args.max_train_steps
     else:
+        train_dataloader = accelerator.prepare_data_loader(train_dataloader, device_placement=False)
         batches_per_epoch = len(train_dataloader)
         if batches_per_epoch == 0:
             raise SystemExit(
@@ -422,11 +453,22 @@ def main(argv: list[str] | None = None) -> dict:
     if resume_from is not None:
         logger.info(f"resuming from {resume_from}")
         accelerator.load_state(str(resume_from))
-        state = load_training_state(resume_from)
+        state = load_training_state(resume_from, accelerator.process_index)
         warn_on_run_mismatch(state.run, run_settings)
         state.run = run_settings
+        if streaming:
+            if state.data_position is None:
+                raise SystemExit(
+                    f"run_pretrain.py: error: {resume_from} holds no stream position (it is not a --streaming run's)"
+                )
+            try:
+                train_dataloader.load_state_dict(state.data_position)
+            except ValueError as error:
+                raise SystemExit(f"run_pretrain.py: error: {resume_from}: {error}") from None
         if batches_per_epoch is not None and state.batches_in_epoch >= batches_per_epoch:
             state.epoch, state.batches_in_epoch = state.epoch + 1, 0
+    if streaming:
+        state.data_position = train_dataloader.state_dict()  # saved with every checkpoint, updated every step
 
     if accelerator.is_main_process:
         tracker_config = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in vars(args).items()}
@@ -508,10 +550,11 @@ def main(argv: list[str] | None = None) -> dict:
     stop.listen()
     try:
         while state.global_step < max_train_steps and stop_reason is None:
-            train_dataloader.set_epoch(state.epoch)
-            batches = train_dataloader
-            if state.batches_in_epoch:
-                batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
+            batches = train_dataloader  # a stream goes on from its recorded position, and never ends
+            if not streaming:
+                train_dataloader.set_epoch(state.epoch)
+                if state.batches_in_epoch:
+                    batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
             tick = time.perf_counter()
             for batch in batches:
                 timings["data"] += time.perf_counter() - tick
@@ -560,6 +603,8 @@ def main(argv: list[str] | None = None) -> dict:
                     )
                     timings, steps_since_log = dict.fromkeys(timings, 0.0), 0
                 step_loss, step_batches = 0.0, 0
+                if streaming:
+                    state.data_position = train_dataloader.state_dict()
                 last_good = dataclasses.replace(state)
 
                 if stop_requested:
@@ -579,7 +624,7 @@ def main(argv: list[str] | None = None) -> dict:
     except NonFiniteLossError as error:
         progress.close()
         exit_on_non_finite_loss(error, accelerator, checkpoints, last_good)
-    except CheckpointWriteError as error:
+    except (DataFileError, CheckpointWriteError) as error:
         progress.close()
         raise SystemExit(f"run_pretrain.py: error: {error}") from None
     finally:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -254,6 +255,8 @@ def test_nan_loss_stops_with_a_clear_message_after_saving(tmp_path, tiny_config,
         (["--train_dir", "/no/such/folder"], "--train_dir '/no/such/folder' is not a directory"),
         (["--model_config", "swinih-huge"], "is neither a preset ("),
         (["--streaming"], "--streaming needs --dataset_name"),
+        (["--dataset_name", "x", "--streaming", "--max_train_steps", "2", "--shuffle_buffer_size", "0"],
+         "--shuffle_buffer_size must be >= 1"),
         (["--train_dir", ".", "--dataset_name", "x"], "not both"),
         (["--mask_ratio", "1.5"], "--mask_ratio must be in (0, 1]"),
         (["--mask_strategy", "zigzag"], "invalid choice: 'zigzag'"),
@@ -309,12 +312,88 @@ def test_dataset_name_sources_hold_out_validation_photos(photo_folder, tiny_conf
     """--dataset_name (here a local image folder, which `datasets` loads offline), downloaded or streamed."""
     run_pretrain = load_script("run_pretrain.py")
     argv = ["--dataset_name", str(photo_folder), "--model_config", tiny_config, "--resolution", "16",
-            "--num_validation_images", "2", "--max_train_steps", "3"] + (["--streaming"] if streaming else [])  # fmt: skip
+            "--num_validation_images", "2", "--max_train_steps", "3", "--dataloader_num_workers", "1"]  # fmt: skip
+    argv += ["--streaming"] if streaming else []
     train, validation, source = run_pretrain.build_datasets(run_pretrain.parse_args(argv))
     assert len(validation) == 2 and validation[0]["pixel_values"].shape == (3, 16, 16)
     assert str(photo_folder) in source
-    if streaming:
-        samples = list(train)
-        assert len(samples) == 8 and samples[0]["pixel_values"].shape == (3, 16, 16)  # 10 photos - 2 held out
+    if streaming:  # one shard (an image folder): one epoch of the stream is the 10 photos less the 2 held out
+        samples = list(islice(train, 9))
+        assert [s["position"]["epoch"] for s in samples] == [0] * 8 + [1]
+        assert samples[0]["pixel_values"].shape == (3, 16, 16)
     else:
         assert len(train) == 8 and train[5]["pixel_values"].dtype == torch.uint8
+
+
+@pytest.fixture(scope="module")
+def photo_shards(tmp_path_factory, photo_folder) -> Path:
+    """The 10 test photos in 5 Parquet shards of 2 (examples/pack_shards.py)."""
+    out = tmp_path_factory.mktemp("shards")
+    load_script("pack_shards.py").main([str(photo_folder), str(out), "--images_per_shard", "2"])
+    return out
+
+
+def test_killed_and_resumed_streamed_run_sees_the_same_photos(
+    tmp_path, tiny_config, photo_shards, example_env, run_in_process
+):
+    """--streaming over 5 shards, 2 DataLoader workers: kill -9 after checkpoint-3, resume with `latest`.
+
+    2 photos held out for validation, 8 trained on; batch 2, windows of 3 photos; the checkpoint falls after 3
+    batches (worker 1's batch comes next) and inside a window, and the workers start a second epoch of their shards
+    after it. The final weights equal those of the uninterrupted run bit for bit: the same photos, crops and order.
+    """
+
+    def args(output_dir):
+        return common_args(tiny_config, output_dir) + [
+            "--dataset_name", str(photo_shards), "--streaming", "--max_train_steps", "7", "--checkpointing_steps",
+            "3", "--validation_steps", "0", "--num_validation_images", "2", "--num_validation_composites", "2",
+            "--dataloader_num_workers", "2", "--shuffle_buffer_size", "3", "--report_to", "none",
+        ]  # fmt: skip
+
+    uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    command = [sys.executable, str(EXAMPLES / "run_pretrain.py"), *args(interrupted)]
+    process = subprocess.Popen(command, cwd=ROOT, env=example_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_checkpoint(process, interrupted / "checkpoint-3")
+        process.kill()
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not (interrupted / "model.safetensors").exists(), "the run finished before it was killed"
+    position = json.loads((interrupted / "checkpoint-3" / "data_position_0.json").read_text())
+    assert position["next_worker"] == 1 and position["num_workers"] == 2
+
+    summary = run_in_process("run_pretrain.py", args(interrupted) + ["--resume_from_checkpoint", "latest"])
+    run_in_process("run_pretrain.py", args(uninterrupted))
+    resumed = load_file(interrupted / "model.safetensors")
+    reference = load_file(uninterrupted / "model.safetensors")
+    different = [name for name in reference if not torch.equal(resumed[name], reference[name])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+    assert summary["global_step"] == 7 and summary["images_seen"] == 7 * 2
+
+
+def test_streamed_run_uses_a_worker_per_shard_at_most_and_refuses_other_resume_settings(
+    tmp_path, tiny_config, photo_shards, run_in_process
+):
+    base = common_args(tiny_config, tmp_path / "run") + [
+        "--dataset_name", str(photo_shards), "--streaming", "--max_train_steps", "2", "--report_to", "none",
+        "--validation_steps", "0", "--num_validation_images", "2", "--num_validation_composites", "1",
+    ]  # fmt: skip
+    # 6 workers asked for, 5 shards: 5 workers; worker 0's one shard holds the 2 photos held out for validation.
+    with pytest.warns(UserWarning, match=r"5 per process: reading with 5 DataLoader worker\(s\) per process, not 6"):
+        with pytest.raises(SystemExit) as error:
+            run_in_process("run_pretrain.py", base + ["--dataloader_num_workers", "6"])
+    assert str(error.value.code) == (
+        "run_pretrain.py: error: no photo to train on in the shards of DataLoader worker 0 of process 0 (each "
+        "unreadable or held out for validation)"
+    )
+
+    run_in_process("run_pretrain.py", base + ["--dataloader_num_workers", "1", "--checkpointing_steps", "1"])
+    for argv, message in (
+        (["--dataloader_num_workers", "0"], "the stream position was saved with num_workers 1 (now 0)"),
+        (["--dataloader_num_workers", "1", "--shuffle_buffer_size", "7"], "shuffle_buffer_size 1000 (now 7)"),
+    ):
+        with pytest.raises(SystemExit) as error:
+            run_in_process("run_pretrain.py", base + argv + ["--resume_from_checkpoint", "latest"])
+        assert str(error.value.code).startswith("run_pretrain.py: error: ") and message in str(error.value.code)

@@ -1,5 +1,5 @@
-"""Datasets: iHarmony4-layout folders (labeled pairs) and their collator; photo folders and the embedded sample
-photos for LEMaRT pre-training."""
+"""Datasets: iHarmony4-layout folders (labeled pairs) and their collator; photo folders, the embedded sample
+photos and streamed photo shards for LEMaRT pre-training."""
 
 from .iharmony4 import (
     IHARMONY4_SUBSETS,
@@ -14,8 +14,10 @@ from .iharmony4 import (
     split_composite_name,
     subset_sort_key,
 )
-from .photos import EpochShuffleSampler, PhotoDataset, StreamingPhotos, collate_photos, list_images, load_crop
+from .photos import EpochShuffleSampler, PhotoDataset, collate_photos, list_images, load_crop
 from .samples import SAMPLE_PHOTOS, sample_photo_paths
+from .shards import pack_photo_shards
+from .streaming import StreamingPhotos, StreamLoader
 
 __all__ = [
     "IHARMONY4_SUBSETS",
@@ -24,9 +26,11 @@ __all__ = [
     "EpochShuffleSampler",
     "HarmonizationCollator",
     "PhotoDataset",
+    "StreamLoader",
     "StreamingPhotos",
     "collate_photos",
     "list_images",
+    "pack_photo_shards",
     "load_crop",
     "sample_photo_paths",
     "example_to_tensors",

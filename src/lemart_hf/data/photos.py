@@ -1,10 +1,10 @@
 """Unlabeled photos for LEMaRT pre-training: image folders or `datasets` image columns -> fixed-size crops.
 
 The dataset only decodes, crops and flips (on DataLoader workers); the LEMaRT composites are made later, batched,
-by `lemart_hf.lemart.LEMaRTComposer`. Every random choice of a sample comes from a generator keyed by
-``(seed, key)``, where the key ``epoch * len(dataset) + position`` comes from `EpochShuffleSampler`. So a sample
-is the same whichever worker decodes it and whatever was loaded before it: a run resumed mid-epoch sees exactly
-the crops the uninterrupted run saw.
+by `lemart_hf.lemart.LEMaRTComposer`. Every random choice of a sample comes from a generator keyed by ``(seed, key)``,
+where the key ``epoch * len(dataset) + position`` comes from `EpochShuffleSampler`. So a sample is the same whichever
+worker decodes it and whatever was loaded before it: a run resumed mid-epoch sees exactly the crops the uninterrupted
+run saw. Streamed shards of photos: `lemart_hf.data.streaming`.
 """
 
 from __future__ import annotations
@@ -236,75 +236,6 @@ def _where(source) -> str:
     return (source.get("path") if isinstance(source, dict) else None) or "?"
 
 
-class StreamingPhotos(torch.utils.data.IterableDataset):
-    """A streamed `datasets.IterableDataset` of photos -> ``{"pixel_values": uint8 (3, R, R), "key": int}``.
-
-    Shuffled with a buffer, reshuffled per epoch (`set_epoch`). Crops are keyed by (epoch, position in the stream
-    of this worker), so they repeat run to run, but a resumed run re-reads the stream to find its place. A stream
-    cannot be checked up front: photos that cannot be decoded are skipped, each with a `SkippedImageWarning` that
-    counts them (``num_skipped``, per worker).
-    """
-
-    def __init__(
-        self,
-        dataset,
-        resolution: int,
-        *,
-        seed: int = 0,
-        crop_scale: tuple[float, float] = (0.5, 1.0),
-        hflip: bool = True,
-        image_column: str = "image",
-        shuffle_buffer_size: int = 1000,
-    ):
-        import datasets
-
-        features = dataset.features
-        if features is not None and image_column not in features:
-            raise ValueError(f"image column {image_column!r} not in the dataset's columns {list(features)}")
-        dataset = dataset.select_columns([image_column])
-        if features is not None:
-            dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
-        self.dataset = (
-            dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size) if shuffle_buffer_size > 1 else dataset
-        )
-        self.resolution = resolution
-        self.seed = seed
-        self.crop_scale = tuple(crop_scale)
-        self.hflip = hflip
-        self.image_column = image_column
-        self.epoch = 0
-        self.num_skipped = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.dataset.set_epoch(epoch)
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        worker = 0 if info is None else info.id
-        for position, row in enumerate(self.dataset):
-            key = ((self.epoch * 1024 + worker) << 32) + position
-            source = row[self.image_column]
-            try:
-                pixels = load_crop(
-                    source,
-                    self.resolution,
-                    scale=self.crop_scale,
-                    hflip=self.hflip,
-                    generator=keyed_generator(self.seed, key),
-                )
-            except UNREADABLE_IMAGE_ERRORS as error:
-                self.num_skipped += 1
-                warnings.warn(
-                    f"Skipped an unreadable photo of the stream ({_where(source)}: {type(error).__name__}: {error}); "
-                    f"{self.num_skipped} skipped so far",
-                    SkippedImageWarning,
-                    stacklevel=2,
-                )
-                continue
-            yield {"pixel_values": pixels, "key": key}
-
-
 class EpochShuffleSampler(torch.utils.data.Sampler[int]):
     """Yields the keys ``epoch * len(self) + p`` for a permutation ``p`` of ``range(num_items * repeats)``.
 
@@ -354,7 +285,6 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "EpochShuffleSampler",
     "PhotoDataset",
-    "StreamingPhotos",
     "collate_photos",
     "keyed_generator",
     "list_images",

@@ -1,6 +1,6 @@
-"""Resumable checkpoints: `TrainingState` (where a run is), `CheckpointManager` (atomic ``checkpoint-{step}``
-folders, written as ``.tmp``, flushed to disk and renamed; rotation), `load_training_state` and
-`warn_on_run_mismatch` for resuming."""
+"""Resumable checkpoints: `TrainingState` (where a run is, a stream position included), `CheckpointManager`
+(atomic ``checkpoint-{step}`` folders, written as ``.tmp``, flushed to disk and renamed; rotation),
+`load_training_state` and `warn_on_run_mismatch` for resuming."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"
 #: Written last into a checkpoint, before the folder gets its final name: its presence marks a complete one.
 TRAINING_STATE_FILE = "training_state.json"
+#: Each process's position in a streamed dataset, when it has one (`TrainingState.data_position`).
+DATA_POSITION_FILE = "data_position_{process}.json"
 _CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 _PARTIAL_SUFFIXES = (".tmp", ".trash")
 
@@ -33,6 +35,9 @@ class TrainingState:
         images_seen: training images consumed, all processes together.
         run: settings a resumed run must share for exactness (batch size, processes, seed, ...).
         generation: set by `CheckpointManager.save`: which run (process start) in the folder wrote the checkpoint.
+        data_position: this process's position in a streamed dataset (`lemart_hf.data.streaming.StreamLoader.
+            state_dict`), or None. Each process saves its own, as ``data_position_{process}.json``, not in
+            ``training_state.json``.
     """
 
     global_step: int = 0
@@ -42,9 +47,12 @@ class TrainingState:
     images_seen: int = 0
     run: dict = dataclasses.field(default_factory=dict)
     generation: int = 0
+    data_position: dict | None = None
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+        fields = dataclasses.asdict(self)
+        del fields["data_position"]
+        return json.dumps(fields, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> TrainingState:
@@ -164,7 +172,10 @@ class CheckpointManager:
                 temporary.mkdir(parents=True)
             accelerator.wait_for_everyone()
             accelerator.save_state(str(temporary))
-            accelerator.wait_for_everyone()  # every process has written its RNG state
+            if state.data_position is not None:
+                name = DATA_POSITION_FILE.format(process=accelerator.process_index)
+                (temporary / name).write_text(json.dumps(state.data_position) + "\n", encoding="utf-8")
+            accelerator.wait_for_everyone()  # every process has written its RNG state (and data position)
             if accelerator.is_main_process:
                 for name, text in (extra_files or {}).items():
                     (temporary / name).write_text(text, encoding="utf-8")
@@ -216,8 +227,13 @@ def _generation(checkpoint: Path) -> int:
         return 0
 
 
-def load_training_state(checkpoint: str | os.PathLike) -> TrainingState:
-    return TrainingState.from_json((Path(checkpoint) / TRAINING_STATE_FILE).read_text(encoding="utf-8"))
+def load_training_state(checkpoint: str | os.PathLike, process_index: int = 0) -> TrainingState:
+    """The training state of a checkpoint, with the data position of process ``process_index`` if it saved one."""
+    state = TrainingState.from_json((Path(checkpoint) / TRAINING_STATE_FILE).read_text(encoding="utf-8"))
+    position = Path(checkpoint) / DATA_POSITION_FILE.format(process=process_index)
+    if position.is_file():
+        state.data_position = json.loads(position.read_text(encoding="utf-8"))
+    return state
 
 
 def warn_on_run_mismatch(saved: dict, current: dict) -> list[str]:
