@@ -381,9 +381,9 @@ def test_streamed_run_uses_a_worker_per_shard_at_most_and_refuses_other_resume_s
         "--validation_steps", "0", "--num_validation_images", "2", "--num_validation_composites", "1",
     ]  # fmt: skip
     # 6 workers asked for, 5 shards: 5 workers; worker 0's one shard holds the 2 photos held out for validation.
-    with pytest.warns(UserWarning, match=r"5 per process: reading with 5 DataLoader worker\(s\) per process, not 6"):
-        with pytest.raises(SystemExit) as error:
-            run_in_process("run_pretrain.py", base + ["--dataloader_num_workers", "6"])
+    warning = r"5 per process: reading with 5 DataLoader worker\(s\) per process, not 6"
+    with pytest.warns(UserWarning, match=warning), pytest.raises(SystemExit) as error:
+        run_in_process("run_pretrain.py", base + ["--dataloader_num_workers", "6"])
     assert str(error.value.code) == (
         "run_pretrain.py: error: no photo to train on in the shards of DataLoader worker 0 of process 0 (each "
         "unreadable or held out for validation)"
