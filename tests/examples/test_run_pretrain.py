@@ -374,16 +374,18 @@ def test_killed_and_resumed_streamed_run_sees_the_same_photos(
 
 
 def test_streamed_run_uses_a_worker_per_shard_at_most_and_refuses_other_resume_settings(
-    tmp_path, tiny_config, photo_shards, run_in_process
+    tmp_path, tiny_config, photo_folder, run_in_process
 ):
+    two_shards = tmp_path / "shards"
+    load_script("pack_shards.py").main([str(photo_folder), str(two_shards), "--images_per_shard", "5"])
     base = common_args(tiny_config, tmp_path / "run") + [
-        "--dataset_name", str(photo_shards), "--streaming", "--max_train_steps", "2", "--report_to", "none",
+        "--dataset_name", str(two_shards), "--streaming", "--max_train_steps", "2", "--report_to", "none",
         "--validation_steps", "0", "--num_validation_images", "2", "--num_validation_composites", "1",
     ]  # fmt: skip
-    # 6 workers asked for, 5 shards: 5 workers; worker 0's one shard holds the 2 photos held out for validation.
-    warning = r"5 per process: reading with 5 DataLoader worker\(s\) per process, not 6"
+    # 3 workers asked for, 2 shards: 2 workers; worker 0's one shard holds the 5 photos held out for validation.
+    warning = r"2 per process: reading with 2 DataLoader worker\(s\) per process, not 3"
     with pytest.warns(UserWarning, match=warning), pytest.raises(SystemExit) as error:
-        run_in_process("run_pretrain.py", base + ["--dataloader_num_workers", "6"])
+        run_in_process("run_pretrain.py", base + ["--dataloader_num_workers", "3", "--num_validation_images", "5"])
     assert str(error.value.code) == (
         "run_pretrain.py: error: no photo to train on in the shards of DataLoader worker 0 of process 0 (each "
         "unreadable or held out for validation)"
