@@ -19,6 +19,9 @@ table goes into the model card.
     accelerate launch --mixed_precision bf16 examples/run_finetune.py --data_dir /data/iHarmony4 \\
         --model_name_or_path outputs/pretrain --train_batch_size 32 --dataloader_num_workers 8
 
+    # 8 GPUs, FSDP, DeepSpeed ZeRO, several nodes: examples/accelerate_configs/ (README "Train at scale")
+    accelerate launch --config_file examples/accelerate_configs/ddp.yaml examples/run_finetune.py ...
+
 Outputs in --output_dir: the model as a complete hub repository (`lemart_hf.hub.save_hub_folder`: config.json,
 model.safetensors, preprocessor_config.json, the model and pipeline code, README.md: the model card with the test
 table), eval_results.json / .md (per-image values and the table), train_results.json, sample grids (samples/,
@@ -49,7 +52,6 @@ from lemart_hf.lemart import LEMaRTComposer
 from lemart_hf.lemart.mixing import mix_self_supervised, mixed_counts
 from lemart_hf.metrics import PROTOCOLS, get_protocol
 from lemart_hf.training import (
-    CheckpointManager,
     CheckpointWriteError,
     HarmonizationTrainingPairs,
     NonFiniteLossError,
@@ -72,13 +74,16 @@ from lemart_hf.training import (
     dataloader_kwargs,
     default_hub_model_id,
     effective_learning_rate,
+    engine_name,
     exit_on_non_finite_loss,
     load_model,
     load_training_state,
     log_sample_grid,
     make_accelerator,
     make_sample_grid,
+    open_checkpoints,
     open_hub_repo,
+    resume_point,
     run_summary,
     save_final_model,
     save_sample_grid,
@@ -235,11 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = True
     set_seed(args.seed)
 
-    checkpoints = CheckpointManager(args.output_dir, args.checkpoints_total_limit)
-    if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
-        for path in checkpoints.remove_partial():
-            logger.info(f"removed the unfinished {path.name} of an interrupted run")
+    checkpoints = open_checkpoints(accelerator, args.output_dir, args.checkpoints_total_limit)
     hub_repo = open_hub_repo(args, accelerator)  # before any data is read: a bad token fails in seconds
 
     # Data: a seeded fraction of the training pairs; crops decoded on the workers.
@@ -311,8 +312,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     run_settings = {
         "train_batch_size": args.train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,  # = the argument (make_accelerator)
         "num_processes": num_processes,
+        "engine": engine_name(accelerator),
         "seed": args.seed,
         "resolution": args.resolution,
         "max_train_steps": max_train_steps,
@@ -325,7 +327,7 @@ def main(argv: list[str] | None = None) -> dict:
         "identity_fraction": args.identity_fraction,
     }
     state = TrainingState(run=run_settings)
-    resume_from = checkpoints.resolve(args.resume_from_checkpoint)
+    resume_from = resume_point(accelerator, checkpoints, args.resume_from_checkpoint)
     if args.resume_from_checkpoint == "latest" and resume_from is None:
         logger.info(f"no checkpoint in {args.output_dir}: starting a new run")
     if resume_from is not None:
@@ -348,9 +350,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     def evaluate(rows, title: str, grid_step: int | None):
-        """Score the model on ``rows`` (all processes); on the main process save a grid of the first batch."""
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.eval()
+        """Score the model on ``rows`` (every process runs the prepared model, which gathers the parameters FSDP and
+        ZeRO-3 shard, on its share of the rows); on the main process save a grid of the first batch."""
+        model.eval()
         first_batch: dict = {}
 
         def keep_first(batch, harmonized):
@@ -359,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         try:
             results = evaluate_harmonization(
-                model_predictor(unwrapped, args.resolution),
+                model_predictor(accelerator.unwrap_model(model), args.resolution, prepared=model),
                 rows,
                 batch_size=args.eval_batch_size,
                 num_workers=args.dataloader_num_workers,
@@ -371,7 +373,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
         except (DataFileError, NonFinitePredictionError) as error:
             raise SystemExit(f"run_finetune.py: error: {error}") from None
-        unwrapped.train()
+        model.train()
         grid = None
         if first_batch:
             grid = make_sample_grid(

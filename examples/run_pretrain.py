@@ -24,6 +24,9 @@ photo back (MSE). The result is a `save_pretrained` folder to fine-tune with `ru
     # and `--multi_gpu` alone as unconnected ones: the script stops with an error then)
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 examples/run_pretrain.py ...
 
+    # sharded: FSDP (activation checkpointing) or DeepSpeed ZeRO-2 / 3; several nodes (README "Train at scale")
+    accelerate launch --config_file examples/accelerate_configs/fsdp.yaml examples/run_pretrain.py ...
+
 On a busy CPU, one intra-op thread per process (OMP_NUM_THREADS=1) can be twice as fast as accelerate's default.
 
 Outputs in --output_dir: the model as a complete hub repository (`lemart_hf.hub.save_hub_folder`: config.json,
@@ -55,7 +58,6 @@ from lemart_hf.hub import CARD_METRICS, CardMetric, base_model_name, model_card
 from lemart_hf.lemart import MASK_STRATEGIES, PERTURBATIONS, LEMaRTComposer, generator_for_step
 from lemart_hf.metrics import harmonization_metrics
 from lemart_hf.training import (
-    CheckpointManager,
     CheckpointWriteError,
     NonFiniteLossError,
     StopRequest,
@@ -76,13 +78,16 @@ from lemart_hf.training import (
     dataloader_kwargs,
     default_hub_model_id,
     effective_learning_rate,
+    engine_name,
     exit_on_non_finite_loss,
     load_model,
     load_training_state,
     log_sample_grid,
     make_accelerator,
     make_sample_grid,
+    open_checkpoints,
     open_hub_repo,
+    resume_point,
     run_summary,
     save_final_model,
     save_sample_grid,
@@ -335,16 +340,17 @@ def make_validation_set(validation_photos, composer: LEMaRTComposer, args: argpa
 def validate(model, validation: dict, accelerator, batch_size: int) -> tuple[dict, torch.Tensor]:
     """MSE / PSNR / fMSE / fPSNR (0..255 scale, mean over composites) of the model on the validation composites.
 
-    Returns the metrics and the predictions (N, 3, R, R) on the CPU.
+    ``model`` is the prepared model (DDP, FSDP, a DeepSpeed engine), whose forward pass gathers the parameters that
+    FSDP and ZeRO-3 shard across the processes: call on every process; each runs every composite and gets the same
+    result. Returns the metrics and the predictions (N, 3, R, R) on the CPU.
     """
-    unwrapped = accelerator.unwrap_model(model)
-    unwrapped.eval()
+    model.eval()
     predictions = []
     for start in range(0, validation["pixel_values"].shape[0], batch_size):
         pixel_values = validation["pixel_values"][start : start + batch_size].to(accelerator.device)
         with accelerator.autocast():
-            predictions.append(unwrapped(pixel_values=pixel_values).harmonized.float().cpu())
-    unwrapped.train()
+            predictions.append(model(pixel_values=pixel_values).harmonized.float().cpu())
+    model.train()
     predictions = torch.cat(predictions)
     return mean_metrics(predictions, validation), predictions
 
@@ -371,11 +377,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = True
     set_seed(args.seed)
 
-    checkpoints = CheckpointManager(args.output_dir, args.checkpoints_total_limit)
-    if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
-        for path in checkpoints.remove_partial():
-            logger.info(f"removed the unfinished {path.name} of an interrupted run")
+    checkpoints = open_checkpoints(accelerator, args.output_dir, args.checkpoints_total_limit)
     hub_repo = open_hub_repo(args, accelerator)  # before any data is read: a bad token fails in seconds
 
     # Data: crops decoded on the workers; composites made batched in the loop.
@@ -424,6 +426,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Model and optimisation.
     model, image_processor = load_model(args)
+    num_parameters = sum(p.numel() for p in model.parameters())  # before FSDP / ZeRO-3 shard them
     learning_rate = effective_learning_rate(args, num_processes)
     optimizer = build_optimizer(model, args, learning_rate)
     lr_scheduler = build_scheduler(optimizer, args, max_train_steps, num_processes)
@@ -432,12 +435,13 @@ def main(argv: list[str] | None = None) -> dict:
         composite_device = accelerator.device
     else:
         composite_device = torch.device("cpu")
-    validation = make_validation_set(validation_photos, composer, args) if accelerator.is_main_process else None
+    validation = make_validation_set(validation_photos, composer, args)  # every process validates
 
     run_settings = {
         "train_batch_size": args.train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "gradient_accumulation_steps": accelerator.gradient_accumulation_steps,  # = the argument (make_accelerator)
         "num_processes": num_processes,
+        "engine": engine_name(accelerator),
         "seed": args.seed,
         "resolution": args.resolution,
         "max_train_steps": max_train_steps,
@@ -447,7 +451,7 @@ def main(argv: list[str] | None = None) -> dict:
         "data": data_source,
     }
     state = TrainingState(run=run_settings)
-    resume_from = checkpoints.resolve(args.resume_from_checkpoint)
+    resume_from = resume_point(accelerator, checkpoints, args.resume_from_checkpoint)
     if args.resume_from_checkpoint == "latest" and resume_from is None:
         logger.info(f"no checkpoint in {args.output_dir}: starting a new run")
     if resume_from is not None:
@@ -480,30 +484,28 @@ def main(argv: list[str] | None = None) -> dict:
         f"peak lr {learning_rate:g}, {warmup_steps(args, max_train_steps)} warm-up steps; composites on {composite_device}"
     )
 
-    unwrapped_model = accelerator.unwrap_model(model)
-    logger.info(f"model: {sum(p.numel() for p in unwrapped_model.parameters()) / 1e6:.2f} M parameters")
+    logger.info(f"model: {num_parameters / 1e6:.2f} M parameters")
     last_validation: dict = {}
-    if accelerator.is_main_process and validation is not None:
-        composite_metrics = mean_metrics(validation["pixel_values"][:, :3], validation)
-    else:
-        composite_metrics = {}
+    composite_metrics = mean_metrics(validation["pixel_values"][:, :3], validation) if validation is not None else {}
 
     def run_validation(step: int) -> None:
-        if not accelerator.is_main_process or validation is None:
+        """Validate (every process), log, and save the sample grid (main process)."""
+        if validation is None:
             return
         metrics, predictions = validate(model, validation, accelerator, args.train_batch_size)
         last_validation.clear()
         last_validation.update(metrics, step=step)
         accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
-        grid = make_sample_grid(
-            validation["pixel_values"][:, :3],
-            validation["mask"],
-            predictions,
-            validation["labels"],
-            max_rows=args.num_sample_rows,
-        )
-        save_sample_grid(grid, args.output_dir, step)
-        log_sample_grid(accelerator, grid, step)
+        if accelerator.is_main_process:
+            grid = make_sample_grid(
+                validation["pixel_values"][:, :3],
+                validation["mask"],
+                predictions,
+                validation["labels"],
+                max_rows=args.num_sample_rows,
+            )
+            save_sample_grid(grid, args.output_dir, step)
+            log_sample_grid(accelerator, grid, step)
         logger.info(
             f"step {step}: validation PSNR {metrics['psnr']:.2f} dB, fPSNR {metrics['fpsnr']:.2f} dB "
             f"(the input composites: {composite_metrics['psnr']:.2f} / {composite_metrics['fpsnr']:.2f} dB)"

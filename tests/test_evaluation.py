@@ -11,7 +11,7 @@ from PIL import Image
 
 from lemart_hf.baselines import composite_baseline
 from lemart_hf.data import HarmonizationCollator
-from lemart_hf.evaluation import evaluate_harmonization, summarize
+from lemart_hf.evaluation import evaluate_harmonization, model_predictor, summarize
 from lemart_hf.metrics import score_harmonization
 
 
@@ -103,3 +103,29 @@ def test_bad_predict_output_and_empty_dataset():
         evaluate_harmonization(lambda x: object(), _rows((1, 0)), progress=False)
     with pytest.raises(ValueError, match="empty"):
         evaluate_harmonization(composite_baseline, [], progress=False)
+
+
+def test_model_predictor_runs_the_prepared_model_and_reads_the_config_of_the_model():
+    """With ``prepared`` (the model as Accelerate prepared it: DDP has no ``config``), that module runs; the
+    model gives the config (``blend_background``), at the working size and at the input's own size."""
+    from lemart_hf import SwinIHForHarmonization
+    from lemart_hf.training import resolve_model_config
+
+    model = SwinIHForHarmonization(resolve_model_config("swinih-tiny")).eval()
+    calls = []
+
+    class Prepared(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.module = model
+
+        def forward(self, **inputs):
+            calls.append(inputs["pixel_values"].shape[-1])
+            return self.module(**inputs)
+
+    pixel_values = torch.rand(2, 4, 48, 48)
+    predict = model_predictor(model, 32, prepared=Prepared())
+    with torch.no_grad():
+        assert predict(pixel_values).shape == (2, 3, 48, 48)
+        assert model_predictor(model, 48, prepared=Prepared())(pixel_values).shape == (2, 3, 48, 48)
+    assert calls == [32, 48]

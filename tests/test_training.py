@@ -23,6 +23,7 @@ from lemart_hf.training import (
     NonFiniteLossError,
     StopRequest,
     TrainingState,
+    align_engine_settings,
     build_optimizer,
     check_launch,
     checkpoint_step,
@@ -30,24 +31,30 @@ from lemart_hf.training import (
     exit_on_non_finite_loss,
     is_complete_checkpoint,
     make_sample_grid,
+    open_checkpoints,
     resolve_model_config,
     resolve_report_to,
+    resume_point,
+    save_final_model,
     step_seed,
 )
 
 
 class FakeAccelerator:
-    """What CheckpointManager uses of an Accelerator: one process that writes a small state."""
+    """What CheckpointManager uses of an Accelerator: one process that writes a small state (by default the main
+    process; ``is_main_process=False``: the main process of another node)."""
 
-    is_main_process = True
+    is_local_main_process = True
 
-    def __init__(self, fail: bool = False):
+    def __init__(self, fail: bool = False, is_main_process: bool = True):
         self.fail = fail
+        self.is_main_process = is_main_process
 
     def wait_for_everyone(self):
         pass
 
     def save_state(self, output_dir):
+        Path(output_dir).mkdir(parents=True, exist_ok=True)  # as Accelerate does, on every process
         (Path(output_dir) / "model.safetensors").write_bytes(b"weights")
         if self.fail:
             raise KeyboardInterrupt("killed while saving")
@@ -125,6 +132,169 @@ def test_launches_accelerate_would_quietly_change_are_errors(
         return
     with pytest.raises(SystemExit, match=message):
         check_launch(accelerator)
+
+
+def test_checkpoints_on_node_local_disks_are_written_by_every_nodes_main_process(tmp_path):
+    """The main process of node 1, on its own disk: with ``node_local`` it writes complete checkpoints; without
+    (one shared folder assumed), its folder keeps only an unfinished ``.tmp`` (what the global main process would
+    have renamed, on another disk)."""
+    node_1 = FakeAccelerator(is_main_process=False)
+    CheckpointManager(tmp_path / "local", node_local=True).save(node_1, TrainingState(global_step=2))
+    assert is_complete_checkpoint(tmp_path / "local" / "checkpoint-2")
+    CheckpointManager(tmp_path / "shared").save(node_1, TrainingState(global_step=2))
+    assert [p.name for p in (tmp_path / "shared").iterdir()] == ["checkpoint-2.tmp"]
+
+
+def run_accelerator(distributed_type: str = "NO", num_processes: int = 1) -> SimpleNamespace:
+    """What open_checkpoints and resume_point use of an Accelerator, for one process of a run."""
+    from accelerate.utils import DistributedType
+
+    return SimpleNamespace(
+        num_processes=num_processes,
+        distributed_type=DistributedType(distributed_type),
+        is_main_process=True,
+        is_local_main_process=True,
+        project_configuration=SimpleNamespace(save_on_each_node=False),
+        wait_for_everyone=lambda: None,
+    )
+
+
+def test_open_checkpoints_makes_the_folder_and_handles_node_local_disks(tmp_path, monkeypatch):
+    (tmp_path / "run" / "checkpoint-3.tmp").mkdir(parents=True)  # an interrupted save
+    accelerator = run_accelerator()
+    checkpoints = open_checkpoints(accelerator, tmp_path / "run", total_limit=2)
+    assert not checkpoints.node_local and not accelerator.project_configuration.save_on_each_node
+    assert list((tmp_path / "run").iterdir()) == [] and checkpoints.total_limit == 2
+
+    # Each node sees a folder of its own: DDP keeps a copy per node, the sharded engines cannot resume from that.
+    monkeypatch.setattr("lemart_hf.training.checkpoints.output_dir_is_shared", lambda accelerator, folder: False)
+    accelerator = run_accelerator("MULTI_GPU", num_processes=16)
+    assert open_checkpoints(accelerator, tmp_path / "local").node_local
+    assert accelerator.project_configuration.save_on_each_node
+    for engine, name in (("FSDP", "fsdp"), ("DEEPSPEED", "deepspeed")):
+        with pytest.raises(SystemExit, match=f"is not one folder for all nodes .* the {name} checkpoints are sharded"):
+            open_checkpoints(run_accelerator(engine, num_processes=16), tmp_path / "local")
+
+
+def test_resuming_needs_the_engine_that_wrote_the_checkpoint(tmp_path):
+    manager = CheckpointManager(tmp_path)
+    manager.save(FakeAccelerator(), TrainingState(global_step=2, run={"engine": "fsdp"}))
+    assert resume_point(run_accelerator("FSDP"), manager, "latest") == tmp_path / "checkpoint-2"
+    with pytest.raises(SystemExit, match="checkpoint-2' was written by fsdp and this run uses deepspeed"):
+        resume_point(run_accelerator("DEEPSPEED"), manager, "latest")
+    manager.save(FakeAccelerator(), TrainingState(global_step=4))  # written before engines were recorded: DDP
+    assert resume_point(run_accelerator("MULTI_CPU"), manager, "latest") == tmp_path / "checkpoint-4"
+    assert resume_point(run_accelerator(), manager, None) is None
+
+
+def engine_arguments(**overrides) -> argparse.Namespace:
+    return argparse.Namespace(
+        **{"train_batch_size": 4, "gradient_accumulation_steps": 2, "max_grad_norm": 1.0, **overrides}
+    )
+
+
+def deepspeed_accelerator(config: dict | None = None, accumulation: int = 2) -> SimpleNamespace:
+    """An Accelerator under DeepSpeed as `make_accelerator` sees it: a real DeepSpeedPlugin (deepspeed itself is not
+    needed to build one), from Accelerate's generated config ("auto" entries) or from a config file's ``config``."""
+    from accelerate.utils import DeepSpeedPlugin, DistributedType
+
+    plugin = DeepSpeedPlugin(hf_ds_config=config) if config is not None else DeepSpeedPlugin(zero_stage=2)
+    return SimpleNamespace(
+        gradient_accumulation_steps=accumulation,
+        distributed_type=DistributedType.DEEPSPEED,
+        state=SimpleNamespace(deepspeed_plugin=plugin),
+    )
+
+
+@pytest.fixture
+def no_launcher_settings(monkeypatch):
+    for name in (
+        "ACCELERATE_GRADIENT_ACCUMULATION_STEPS",
+        "ACCELERATE_GRADIENT_CLIPPING",
+        "ACCELERATE_DEEPSPEED_CONFIG_FILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_deepspeed_auto_entries_take_the_script_arguments(no_launcher_settings):
+    """Accelerate's generated DeepSpeed config leaves the micro-batch "auto", which `Accelerator.prepare` can only
+    fill from a DataLoader prepared with the model; the script's arguments fill it (and accumulation, clipping)."""
+    accelerator = deepspeed_accelerator()
+    config = accelerator.state.deepspeed_plugin.deepspeed_config
+    assert config["train_micro_batch_size_per_gpu"] == "auto" and config["gradient_clipping"] == "auto"
+    align_engine_settings(accelerator, engine_arguments(max_grad_norm=0.0))
+    assert config["train_micro_batch_size_per_gpu"] == 4
+    assert config["gradient_accumulation_steps"] == 2 and config["gradient_clipping"] == 0.0
+    # A config file's own values that agree with the arguments are kept.
+    agreeing = {
+        "train_micro_batch_size_per_gpu": 4,
+        "gradient_accumulation_steps": 2,
+        "zero_optimization": {"stage": 3},
+    }
+    align_engine_settings(deepspeed_accelerator(agreeing), engine_arguments())
+
+
+def test_engine_settings_that_contradict_the_arguments_are_one_line_errors(no_launcher_settings):
+    from accelerate.utils import DistributedType
+
+    launched = SimpleNamespace(gradient_accumulation_steps=2, distributed_type=DistributedType.MULTI_GPU)
+    with pytest.raises(SystemExit, match="--gradient_accumulation_steps is 1 but the launcher set 2 "):
+        align_engine_settings(launched, engine_arguments(gradient_accumulation_steps=1))
+    align_engine_settings(launched, engine_arguments())
+
+    config = {"train_micro_batch_size_per_gpu": 8, "gradient_clipping": 0.5, "zero_optimization": {"stage": 2}}
+    with pytest.raises(SystemExit) as stopped:
+        align_engine_settings(deepspeed_accelerator(config), engine_arguments())
+    message = str(stopped.value)
+    assert "--train_batch_size is 4 but the DeepSpeed config's train_micro_batch_size_per_gpu is 8" in message
+    assert "--max_grad_norm is 1.0 but the DeepSpeed config's gradient_clipping is 0.5" in message
+    assert "\n" not in message
+
+
+class GatheringAccelerator:
+    """What save_final_model uses of an Accelerator, for one process of a sharded run: `get_state_dict` returns the
+    full weights ``gathered`` (counting the calls), `unwrap_model` the model as FSDP2 leaves it."""
+
+    def __init__(self, gathered: dict, is_main_process: bool):
+        self.gathered, self.is_main_process, self.calls = gathered, is_main_process, 0
+
+    def wait_for_everyone(self):
+        pass
+
+    def get_state_dict(self, model):
+        self.calls += 1
+        return self.gathered
+
+    def unwrap_model(self, model):
+        return model
+
+
+def test_final_model_is_gathered_on_every_process_and_saved_as_the_plain_model(tmp_path):
+    """The exported weights are `get_state_dict`'s (the full ones, not a process's shards), called on every process;
+    the folder is written by the main process from the model's own class, not FSDP2's subclass of it."""
+    from lemart_hf import SwinIHForHarmonization, SwinIHImageProcessor
+    from lemart_hf.hub import check_hub_folder
+
+    config = resolve_model_config("swinih-tiny")
+    sharded_class = type("FSDPSwinIHForHarmonization", (SwinIHForHarmonization,), {})  # what fully_shard makes
+    model = sharded_class(config)
+    gathered = {name: tensor + 1 for name, tensor in model.state_dict().items()}
+    processor = SwinIHImageProcessor(size={"height": 64, "width": 64})
+
+    other = GatheringAccelerator(gathered, is_main_process=False)
+    save_final_model(other, model, processor, tmp_path / "other", "card")
+    assert other.calls == 1 and not (tmp_path / "other").exists()
+
+    main = GatheringAccelerator(gathered, is_main_process=True)
+    save_final_model(main, model, processor, tmp_path / "main", "---\nlicense: other\n---\ncard")
+    assert main.calls == 1
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "main" / "model.safetensors")
+    assert all(torch.equal(saved[name], gathered[name]) for name in saved)
+    auto_map = json.loads((tmp_path / "main" / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModelForImageToImage"] == "modeling_swinih.SwinIHForHarmonization"
+    assert not list((tmp_path / "main").glob("_fsdp*.py")) and check_hub_folder(tmp_path / "main") == []
 
 
 def test_a_non_finite_loss_saves_over_a_same_step_checkpoint_of_an_older_run(tmp_path):

@@ -180,6 +180,10 @@ class HarmonizationModelMixin:
             }
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    def get_input_embeddings(self) -> None:
+        """None: an image model has no token-embedding table. (transformers' default raises NotImplementedError for
+        models it cannot inspect, and Accelerate's FSDP2 preparation asks every model for its input embeddings.)"""
+
     def forward(
         self,
         pixel_values: torch.Tensor,

@@ -70,7 +70,11 @@ def _harmonized_tensor(output: Any) -> torch.Tensor:
 
 
 def model_predictor(
-    model: torch.nn.Module, working_size: int | tuple[int, int] | None = None, highres_method: str = "affine"
+    model: torch.nn.Module,
+    working_size: int | tuple[int, int] | None = None,
+    highres_method: str = "affine",
+    *,
+    prepared: torch.nn.Module | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A ``predict_fn`` for `evaluate_harmonization` that runs ``model`` the way the "image-harmonization" pipeline
     does: at its working size, with the correction carried to the input's size by `highres.transfer_harmonization`.
@@ -80,6 +84,9 @@ def model_predictor(
         working_size: the side (or (height, width)) the network runs at, e.g. its image processor's ``size`` or the
             training ``--resolution``. ``None``, or the input's own size: the model runs on the input as it is.
         highres_method: see `highres.TRANSFER_METHODS`.
+        prepared: ``model`` as `Accelerator.prepare` returned it (DDP, FSDP, a DeepSpeed engine), run instead of
+            ``model`` (which then only gives the config): its forward pass gathers parameters sharded across the
+            processes, so every process must call it, as `evaluate_harmonization` with an accelerator does.
     Returns:
         ``pixel_values`` (B, 4, H, W) in [0, 1] -> harmonized (B, 3, H, W) in [0, 1]. Inputs are resized to the
         working size with antialiased bilinear interpolation (composite and mask alike, the mask kept soft), as the
@@ -89,12 +96,13 @@ def model_predictor(
         raise ValueError(f"highres_method must be one of {TRANSFER_METHODS}, got {highres_method!r}")
     size = (working_size, working_size) if isinstance(working_size, int) else working_size
     blended = bool(getattr(model.config, "blend_background", False))
+    network = model if prepared is None else prepared
 
     def predict(pixel_values: torch.Tensor) -> torch.Tensor:
         if size is None or tuple(size) == tuple(pixel_values.shape[-2:]):
-            return model(pixel_values=pixel_values).harmonized
+            return network(pixel_values=pixel_values).harmonized
         low = resize_image(pixel_values.float(), tuple(size), antialias=True).clamp_(0, 1)
-        prediction = model(pixel_values=low.to(pixel_values.dtype)).harmonized.float()
+        prediction = network(pixel_values=low.to(pixel_values.dtype)).harmonized.float()
         return torch.stack(
             [
                 transfer_harmonization(

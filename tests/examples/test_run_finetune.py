@@ -122,6 +122,49 @@ def test_resumed_finetuning_equals_uninterrupted(tmp_path, iharmony4_root, tiny_
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_fsdp_on_two_cpu_processes_trains_and_evaluates_like_one_process(
+    tmp_path, iharmony4_root, tiny_config, run_example, run_in_process
+):
+    """FSDP (examples/accelerate_configs/fsdp.yaml) on 2 gloo processes, through the launch shim of
+    tests/examples/fsdp_on_cpu.py: the validation and the final test evaluation run the sharded model on both
+    processes, each on its share of the pairs. A single process with 2 accumulation steps trains on the same
+    batches; without stochastic depth both export the same model (float tolerance) and score the same."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**json.loads(Path(tiny_config).read_text()), "drop_path_rate": 0.0}))
+
+    def args(output_dir: Path) -> list[str]:
+        return common_args(iharmony4_root, output_dir) + [
+            "--model_config", str(config), "--max_train_steps", "3", "--checkpointing_steps", "2",
+            "--validation_steps", "2", "--validation_max_samples", "2", "--dataloader_num_workers", "0",
+        ]  # fmt: skip
+
+    fsdp, one = tmp_path / "fsdp", tmp_path / "one"
+    launch = [
+        "--config_file", str(ROOT / "examples" / "accelerate_configs" / "fsdp.yaml"), "--num_processes", "2",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+        str(Path(__file__).with_name("fsdp_on_cpu.py")),
+    ]  # fmt: skip
+    result = run_example("run_finetune.py", args(fsdp), launcher=launch)
+    assert "DistributedType.FSDP" in result.stdout + result.stderr
+    run_in_process("run_finetune.py", args(one) + ["--gradient_accumulation_steps", "2"])
+
+    a, b = load_file(fsdp / "model.safetensors"), load_file(one / "model.safetensors")
+    assert a.keys() == b.keys() and max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+    fsdp_results, one_results = (json.loads((d / "eval_results.json").read_text()) for d in (fsdp, one))
+    assert fsdp_results["table"]["All"]["images"] == 4
+    assert fsdp_results["table"]["All"]["psnr"] == pytest.approx(one_results["table"]["All"]["psnr"], abs=1e-4)
+    fsdp_summary, one_summary = (json.loads((d / "train_results.json").read_text()) for d in (fsdp, one))
+    assert fsdp_summary["validation"]["psnr"] == pytest.approx(one_summary["validation"]["psnr"], abs=1e-4)
+
+
 def test_self_supervised_mix_and_held_out_validation_resume_exactly(
     tmp_path, iharmony4_root, tiny_config, run_in_process
 ):

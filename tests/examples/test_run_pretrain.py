@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -154,6 +155,183 @@ def test_pretrain_two_processes_on_the_embedded_photos(tmp_path, tiny_config, ru
     from lemart_hf import SwinIHForHarmonization
 
     SwinIHForHarmonization.from_pretrained(output_dir)
+
+
+def fsdp_launch() -> list[str]:
+    """`accelerate launch` arguments for 2 gloo processes under examples/accelerate_configs/fsdp.yaml (FSDP2,
+    FULL_SHARD, activation checkpointing), through the shim that lets accelerate 1.16 run FSDP on CPUs; the example
+    script and its arguments follow."""
+    return [
+        "--config_file", str(ROOT / "examples" / "accelerate_configs" / "fsdp.yaml"), "--num_processes", "2",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+        str(Path(__file__).with_name("fsdp_on_cpu.py")),
+    ]  # fmt: skip
+
+
+def max_difference(folder_a: Path, folder_b: Path) -> float:
+    """The largest absolute difference between the weights of two saved models (same tensor names required)."""
+    a, b = load_file(folder_a / "model.safetensors"), load_file(folder_b / "model.safetensors")
+    assert a.keys() == b.keys()
+    return max(float((a[name] - b[name]).abs().max()) for name in a)
+
+
+def without_stochastic_depth(tiny_config: str, folder: Path) -> str:
+    path = folder / "no_drop_path.json"
+    path.write_text(json.dumps({**json.loads(Path(tiny_config).read_text()), "drop_path_rate": 0.0}))
+    return str(path)
+
+
+def test_fsdp_on_two_cpu_processes_trains_like_one_process_and_resumes(
+    tmp_path, tiny_config, photo_folder, run_example, run_in_process
+):
+    """FSDP (examples/accelerate_configs/fsdp.yaml) on 2 gloo processes: validation and evaluation forward passes
+    on both processes, sharded checkpoints, the exported model gathered from the shards.
+
+    One process with 2 accumulation steps trains on the same batches and the same composites (numbered by
+    micro-batch x processes + process), so without stochastic depth (seeded per process) its exported model is the
+    FSDP run's to float tolerance. Resuming from the sharded checkpoint-2 ends with the same model again.
+    """
+    config = without_stochastic_depth(tiny_config, tmp_path)
+
+    def args(output_dir: Path) -> list[str]:
+        return common_args(config, output_dir) + [
+            "--train_dir", str(photo_folder), "--max_train_steps", "4", "--checkpointing_steps", "2",
+            "--validation_steps", "2", "--num_validation_composites", "2", "--dataloader_num_workers", "0",
+            "--report_to", "none",
+        ]  # fmt: skip
+
+    fsdp, one, resumed = tmp_path / "fsdp", tmp_path / "one", tmp_path / "resumed"
+    result = run_example("run_pretrain.py", args(fsdp), launcher=fsdp_launch())
+    assert "DistributedType.FSDP" in result.stdout + result.stderr
+    run_in_process("run_pretrain.py", args(one) + ["--gradient_accumulation_steps", "2"])
+
+    assert (fsdp / "checkpoint-2" / "pytorch_model_fsdp_0" / ".metadata").is_file()  # sharded
+    state = json.loads((fsdp / "checkpoint-4" / "training_state.json").read_text())
+    assert state["run"]["engine"] == "fsdp" and state["micro_step"] == state["global_step"] == 4
+    assert max_difference(fsdp, one) <= 1e-6
+    fsdp_summary = json.loads((fsdp / "train_results.json").read_text())
+    one_summary = json.loads((one / "train_results.json").read_text())
+    assert fsdp_summary["validation"]["psnr"] == pytest.approx(one_summary["validation"]["psnr"], abs=1e-4)
+    from lemart_hf.hub import check_hub_folder
+
+    assert check_hub_folder(fsdp) == []  # the model's own code, not FSDP's (FSDP2 changes the model's class)
+
+    run_example(
+        "run_pretrain.py",
+        args(resumed) + ["--resume_from_checkpoint", str(fsdp / "checkpoint-2")],
+        launcher=fsdp_launch(),
+    )
+    assert max_difference(resumed, fsdp) <= 1e-6
+
+
+def test_node_local_output_dirs_keep_a_checkpoint_copy_per_node(tmp_path, tiny_config, photo_folder, example_env):
+    """Two "nodes" (one gloo process each, accelerate launch --num_machines 2 --machine_rank 0 / 1) whose
+    --output_dir differ, as node-local disks do: each node's copy holds every checkpoint whole; the model folder is
+    on node 0. Copies that disagree stop a resume on every node with one line; copies that agree resume exactly."""
+    nodes = [tmp_path / "node0", tmp_path / "node1"]
+
+    def launch(extra: list[str]) -> list[subprocess.CompletedProcess]:
+        """Both nodes' launches, side by side; (exit code, stderr) of each."""
+        port, processes, logs = str(free_port()), [], []
+        for rank, output_dir in enumerate(nodes):
+            command = [
+                sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
+                "--main_process_port", port, "--rdzv_backend", "static", "--same_network", "--mixed_precision", "no",
+                "--dynamo_backend", "no", str(EXAMPLES / "run_pretrain.py"), *common_args(tiny_config, output_dir),
+                "--train_dir", str(photo_folder), "--max_train_steps", "4", "--checkpointing_steps", "2",
+                "--validation_steps", "0", "--num_validation_composites", "2", "--dataloader_num_workers", "0",
+                "--report_to", "none", *extra,
+            ]  # fmt: skip
+            logs.append(tmp_path / f"node{rank}-port{port}.log")
+            with open(logs[-1], "w") as log:
+                processes.append(subprocess.Popen(command, cwd=ROOT, env=example_env, stdout=log, stderr=log))
+        try:
+            return [(process.wait(timeout=240), log.read_text()) for process, log in zip(processes, logs)]
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+
+    first = launch([])
+    assert all(code == 0 for code, _ in first), [log[-3000:] for _, log in first]
+    assert "local to each node: every node keeps its own copy" in first[1][1]
+    for rank, folder in enumerate(nodes):
+        for step in (2, 4):
+            names = {p.name for p in (folder / f"checkpoint-{step}").iterdir()}
+            assert {"model.safetensors", "optimizer.bin", "training_state.json", f"random_states_{rank}.pkl"} <= names
+    assert (nodes[0] / "model.safetensors").is_file() and not (nodes[1] / "model.safetensors").exists()
+    reference = load_file(nodes[0] / "model.safetensors")
+
+    shutil.rmtree(nodes[1] / "checkpoint-4")  # node 1's copy now ends at step 2, node 0's at step 4
+    for code, log in launch(["--resume_from_checkpoint", "latest"]):
+        assert code != 0 and "]: Traceback" not in log, log[-3000:]  # the script's own lines carry no traceback
+        assert (
+            "run_pretrain.py: error: --resume_from_checkpoint latest finds different checkpoints on different nodes "
+            "(checkpoint-2 of run 0, checkpoint-4 of run 0)"
+        ) in log, log[-3000:]
+
+    shutil.rmtree(nodes[0] / "checkpoint-4")
+    resumed = launch(["--resume_from_checkpoint", "latest"])
+    assert all(code == 0 for code, _ in resumed), [log[-3000:] for _, log in resumed]
+    final = load_file(nodes[0] / "model.safetensors")
+    assert all(torch.equal(final[name], reference[name]) for name in reference)
+
+
+def test_accumulation_steps_from_the_launcher_must_match_the_argument(
+    tmp_path, tiny_config, photo_folder, run_in_process, monkeypatch
+):
+    """accelerate launch exports ACCELERATE_GRADIENT_ACCUMULATION_STEPS (DeepSpeed configs), which Accelerate
+    takes over the script's argument: a disagreement is a one-line error; agreement is trained and recorded."""
+    output_dir = tmp_path / "run"
+    args = common_args(tiny_config, output_dir) + [
+        "--train_dir", str(photo_folder), "--max_train_steps", "2", "--checkpointing_steps", "2",
+        "--validation_steps", "0", "--num_validation_composites", "2", "--report_to", "none",
+    ]  # fmt: skip
+    monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "2")
+    with pytest.raises(SystemExit) as stopped:
+        run_in_process("run_pretrain.py", args)
+    message = str(stopped.value)
+    assert "error: --gradient_accumulation_steps is 1 but the launcher set 2" in message and "\n" not in message
+    assert not output_dir.exists()
+
+    run_in_process("run_pretrain.py", args + ["--gradient_accumulation_steps", "2"])
+    state = json.loads((output_dir / "checkpoint-2" / "training_state.json").read_text())
+    assert state["run"]["gradient_accumulation_steps"] == 2 and state["micro_step"] == 2 * state["global_step"] == 4
+
+
+class Prepared(torch.nn.Module):
+    """What DDP, FSDP or a DeepSpeed engine are to the scripts: a module around the model, counting its calls."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, **inputs):
+        self.calls += 1
+        return self.model(**inputs)
+
+
+def test_validation_runs_the_prepared_model(tiny_config):
+    """Under FSDP / ZeRO-3 only the prepared model's forward gathers the sharded parameters: validation calls it
+    (on every process), never the unwrapped model, and leaves it in training mode."""
+    from types import SimpleNamespace
+
+    from lemart_hf import SwinIHForHarmonization
+    from lemart_hf.lemart import LEMaRTComposer
+    from lemart_hf.training import resolve_model_config
+
+    script = load_script("run_pretrain.py")
+    prepared = Prepared(SwinIHForHarmonization(resolve_model_config(tiny_config)))
+    accelerator = SimpleNamespace(
+        device=torch.device("cpu"),
+        autocast=lambda: torch.autocast("cpu", enabled=False),
+        unwrap_model=lambda model: pytest.fail("validation must not run the unwrapped model"),
+    )
+    validation = LEMaRTComposer()(torch.rand(3, 3, 32, 32), generator=torch.Generator().manual_seed(0))
+    metrics, predictions = script.validate(prepared, validation, accelerator, batch_size=2)
+    assert prepared.calls == 2 and predictions.shape == (3, 3, 32, 32) and prepared.training
+    assert set(metrics) == {"mse", "psnr", "fmse", "fpsnr"}
 
 
 def test_killed_and_resumed_run_ends_with_the_same_weights(

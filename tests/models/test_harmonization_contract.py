@@ -116,6 +116,14 @@ def test_losses_and_gradients_reach_every_parameter(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_no_token_embeddings(name):
+    """Accelerate's FSDP2 preparation asks every model for its input and output embeddings; transformers' default
+    raises for image models it cannot inspect."""
+    model = small_model(name)
+    assert model.get_input_embeddings() is None and model.get_output_embeddings() is None
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_wrong_input_shape_is_a_clear_error(name):
     with pytest.raises(ValueError, match=r"pixel_values must have shape \(batch, 4, height, width\)"):
         small_model(name)(pixel_values=torch.rand(1, 3, 16, 16))

@@ -7,11 +7,13 @@ between them. Nothing here is specific to one script. Everything is imported fro
 (``from lemart_hf.training import ...``); the modules:
 
 - `arguments`: the shared command-line arguments and the checks on them before any work;
-- `accelerator`: the `Accelerator` of a run, its trackers, and the checks on how the script was launched;
+- `accelerator`: the `Accelerator` of a run, its trackers, and the checks on how the script was launched and on
+  the engine settings of the launcher (DeepSpeed's batch, accumulation and clipping);
 - `model`: the model config from a preset or a file, and the model and image processor to train;
 - `optimization`: AdamW and the learning-rate schedule;
 - `seeding`: the per-micro-batch seeds and the composer's generator;
-- `checkpoints`: `TrainingState` and the atomic, rotated checkpoints of `CheckpointManager`;
+- `checkpoints`: `TrainingState` and the atomic, rotated checkpoints of `CheckpointManager`, on one folder
+  shared by all nodes or on each node's own disk, and the checks before resuming;
 - `step`: backward and optimizer step after the forward pass, the non-finite-loss exit, throughput;
 - `data`: DataLoader worker settings and the labeled training pairs of fine-tuning;
 - `sample_grids`: sample grids, made, logged to the trackers and saved;
@@ -30,7 +32,7 @@ Exact resumption rests on three things:
 """
 
 from ..stopping import StopRequest
-from .accelerator import check_launch, make_accelerator, resolve_report_to
+from .accelerator import align_engine_settings, check_launch, make_accelerator, resolve_report_to
 from .arguments import (
     add_checkpointing_arguments,
     add_hub_arguments,
@@ -48,8 +50,12 @@ from .checkpoints import (
     CheckpointWriteError,
     TrainingState,
     checkpoint_step,
+    engine_name,
     is_complete_checkpoint,
     load_training_state,
+    open_checkpoints,
+    output_dir_is_shared,
+    resume_point,
     warn_on_run_mismatch,
 )
 from .data import HarmonizationTrainingPairs, collate_pairs, dataloader_kwargs
@@ -76,6 +82,7 @@ __all__ = [
     "add_logging_arguments",
     "add_model_arguments",
     "add_training_arguments",
+    "align_engine_settings",
     "backward_and_step",
     "build_optimizer",
     "build_scheduler",
@@ -89,6 +96,7 @@ __all__ = [
     "dataloader_kwargs",
     "default_hub_model_id",
     "effective_learning_rate",
+    "engine_name",
     "exit_on_non_finite_loss",
     "is_complete_checkpoint",
     "load_model",
@@ -97,10 +105,13 @@ __all__ = [
     "make_accelerator",
     "make_sample_grid",
     "model_path_problem",
+    "open_checkpoints",
     "open_hub_repo",
+    "output_dir_is_shared",
     "output_dir_problem",
     "resolve_model_config",
     "resolve_report_to",
+    "resume_point",
     "run_summary",
     "save_final_model",
     "save_sample_grid",

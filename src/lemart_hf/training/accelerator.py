@@ -1,5 +1,6 @@
-"""The `Accelerator` of a run (`make_accelerator`, its trackers from ``--report_to``) and the checks on how the
-script was launched (`check_launch`); `_prog`, the script's name that one-line error exits start with."""
+"""The `Accelerator` of a run (`make_accelerator`, its trackers from ``--report_to``), the checks on how the
+script was launched (`check_launch`) and on what the launcher's engine settings would change
+(`align_engine_settings`); `_prog`, the script's name that one-line error exits start with."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def make_accelerator(args: argparse.Namespace):
         dataloader_config=DataLoaderConfiguration(non_blocking=True),
     )
     check_launch(accelerator)
+    align_engine_settings(accelerator, args)
     return accelerator
 
 
@@ -65,6 +67,54 @@ def check_launch(accelerator) -> None:
         raise SystemExit(
             f"{_prog()}: error: fp16 mixed precision needs a GPU (on a CPU, Accelerate would quietly run in float32); "
             "use --mixed_precision bf16 or no"
+        )
+
+
+#: DeepSpeed config entries that the script's arguments own: (entry, argument).
+DEEPSPEED_ENTRIES = (
+    ("train_micro_batch_size_per_gpu", "train_batch_size"),
+    ("gradient_accumulation_steps", "gradient_accumulation_steps"),
+    ("gradient_clipping", "max_grad_norm"),
+)
+
+
+def align_engine_settings(accelerator, args: argparse.Namespace) -> None:
+    """Make the script's batch, accumulation and clipping arguments the ones the engine uses, or exit with a one-line
+    error where the launcher set other values.
+
+    The script's ``--gradient_accumulation_steps`` sizes the schedule, the logs and `TrainingState`; Accelerate
+    takes ``ACCELERATE_GRADIENT_ACCUMULATION_STEPS`` (which `accelerate launch` exports from a DeepSpeed config or
+    its ``--gradient_accumulation_steps``) over it, and DeepSpeed takes its config's value over both. Which one a
+    user meant cannot be known, and either silently changes the batch per step and the learning-rate schedule, so
+    a disagreement is an error (as in transformers' Trainer, which refuses a DeepSpeed config that contradicts its
+    arguments); the ready configs in examples/accelerate_configs/ leave these entries to the script.
+
+    With DeepSpeed, the config's ``train_micro_batch_size_per_gpu``, ``gradient_accumulation_steps`` and
+    ``gradient_clipping`` entries that are ``"auto"`` (or absent) are set from ``--train_batch_size``,
+    ``--gradient_accumulation_steps`` and ``--max_grad_norm`` (0: no clipping in both), so `Accelerator.prepare`
+    does not need the training DataLoader to fill the batch size in; entries with other values must agree.
+    """
+    from accelerate.utils import DistributedType
+
+    problems = []
+    if accelerator.gradient_accumulation_steps != args.gradient_accumulation_steps:
+        problems.append(
+            f"--gradient_accumulation_steps is {args.gradient_accumulation_steps} but the launcher set "
+            f"{accelerator.gradient_accumulation_steps} (ACCELERATE_GRADIENT_ACCUMULATION_STEPS, from the accelerate "
+            "config's gradient_accumulation_steps or accelerate launch --gradient_accumulation_steps)"
+        )
+    elif accelerator.distributed_type == DistributedType.DEEPSPEED:
+        config = accelerator.state.deepspeed_plugin.deepspeed_config
+        for entry, name in DEEPSPEED_ENTRIES:
+            wanted, current = getattr(args, name), config.get(entry, "auto")
+            if current == "auto":
+                config[entry] = wanted
+            elif float(current) != float(wanted):
+                problems.append(f"--{name} is {wanted} but the DeepSpeed config's {entry} is {current}")
+    if problems:
+        raise SystemExit(
+            f"{_prog()}: error: {'; '.join(problems)}. Give both the same value, or leave it out of the config "
+            "(or set it to auto) so that the script's argument is used"
         )
 
 

@@ -1,6 +1,7 @@
-"""Resumable checkpoints: `TrainingState` (where a run is, a stream position included), `CheckpointManager`
-(atomic ``checkpoint-{step}`` folders, written as ``.tmp``, flushed to disk and renamed; rotation),
-`load_training_state` and `warn_on_run_mismatch` for resuming."""
+"""Resumable checkpoints: `TrainingState` (where a run is, a stream position included), `CheckpointManager` (atomic
+``checkpoint-{step}`` folders, written as ``.tmp``, flushed to disk and renamed; rotation), `open_checkpoints` (the
+manager of a run, on one shared folder or on every node's own disk), and for resuming `resume_point`,
+`load_training_state` and `warn_on_run_mismatch`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 from pathlib import Path
+
+from .accelerator import _prog
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +116,20 @@ class CheckpointManager:
     run that went on to step 8), the new run's checkpoints are the newest: "latest" finds them, and rotation deletes
     the older run's checkpoints (4, then 8) before any of them. The order lives in the training states, so copying
     a folder keeps it.
+
+    The folders are made, renamed and rotated by the main process; with ``node_local``, by the main process of every
+    node, each in its own copy of ``output_dir`` (see `open_checkpoints`).
     """
 
-    def __init__(self, output_dir: str | os.PathLike, total_limit: int | None = None):
+    def __init__(self, output_dir: str | os.PathLike, total_limit: int | None = None, *, node_local: bool = False):
         self.output_dir = Path(output_dir)
         self.total_limit = total_limit
+        self.node_local = node_local
         self.generation = 1 + max((_generation(p) for p in self.complete()), default=-1)
+
+    def writes(self, accelerator) -> bool:
+        """Whether this process makes, renames and rotates the checkpoint folders."""
+        return accelerator.is_local_main_process if self.node_local else accelerator.is_main_process
 
     def complete(self) -> list[Path]:
         """Complete checkpoints, oldest first: by the generation of the run that wrote them, then by step."""
@@ -166,8 +178,9 @@ class CheckpointManager:
         """
         final = self.output_dir / f"{CHECKPOINT_PREFIX}{state.global_step}"
         temporary = final.with_name(final.name + ".tmp")
+        writes = self.writes(accelerator)
         try:
-            if accelerator.is_main_process:
+            if writes:
                 shutil.rmtree(temporary, ignore_errors=True)
                 temporary.mkdir(parents=True)
             accelerator.wait_for_everyone()
@@ -176,21 +189,21 @@ class CheckpointManager:
                 name = DATA_POSITION_FILE.format(process=accelerator.process_index)
                 (temporary / name).write_text(json.dumps(state.data_position) + "\n", encoding="utf-8")
             accelerator.wait_for_everyone()  # every process has written its RNG state (and data position)
-            if accelerator.is_main_process:
+            if writes:
                 for name, text in (extra_files or {}).items():
                     (temporary / name).write_text(text, encoding="utf-8")
                 written = dataclasses.replace(state, generation=self.generation)
                 (temporary / TRAINING_STATE_FILE).write_text(written.to_json(), encoding="utf-8")
                 _fsync_tree(temporary)
         except BaseException as error:  # a full disk, or a second Ctrl-C: leave no partial checkpoint behind
-            if accelerator.is_main_process:
+            if writes:
                 shutil.rmtree(temporary, ignore_errors=True)
             if isinstance(error, Exception):  # OSError, or how safetensors / torch.save report a failed write
                 cause = " ".join(str(error).split()) or type(error).__name__
                 where = f"{final.name} into {str(self.output_dir)!r}"
                 raise CheckpointWriteError(f"could not write {where}: {cause}") from error
             raise
-        if accelerator.is_main_process:
+        if writes:
             if final.exists():  # the same step saved before (e.g. a restarted run): replace it
                 self._discard(final)
             os.replace(temporary, final)
@@ -225,6 +238,98 @@ def _generation(checkpoint: Path) -> int:
         return int(load_training_state(checkpoint).generation)
     except (OSError, ValueError, TypeError):
         return 0
+
+
+def output_dir_is_shared(accelerator, folder: str | os.PathLike) -> bool:
+    """Whether all processes see ``folder`` as one folder: one machine, or a filesystem shared by the nodes (NFS,
+    Lustre, ...). The same answer on every process; call on every process.
+
+    The main process creates the folder and an empty file of a random name in it, and every process looks for
+    that file. (A new random name each time: no network-filesystem client can hold a cached "absent" for it.)
+    """
+    if accelerator.num_processes == 1:
+        return True
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    name = [f".shared-folder-probe-{secrets.token_hex(8)}" if accelerator.is_main_process else None]
+    probe = Path(folder) / broadcast_object_list(name)[0]
+    if accelerator.is_main_process:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+    accelerator.wait_for_everyone()
+    seen = gather_object([probe.is_file()])
+    if accelerator.is_main_process:
+        probe.unlink()
+    return all(seen)
+
+
+def engine_name(accelerator) -> str:
+    """What wrote a checkpoint's model and optimizer files, which only the same engine reads back: ``"fsdp"``
+    (sharded, torch.distributed.checkpoint), ``"deepspeed"`` (DeepSpeed's own layout) or ``"ddp"`` (one copy:
+    one process or data parallel)."""
+    return {"FSDP": "fsdp", "DEEPSPEED": "deepspeed"}.get(accelerator.distributed_type.value, "ddp")
+
+
+def open_checkpoints(accelerator, output_dir: str | os.PathLike, total_limit: int | None = None) -> CheckpointManager:
+    """The `CheckpointManager` of a run, after making ``output_dir`` and deleting what interrupted saves left in it;
+    call on every process.
+
+    Multi-node runs: an ``output_dir`` on a filesystem every node shares is written once, by the main process.
+    Where every node sees a folder of its own (node-local disks; `output_dir_is_shared`), each node keeps a full copy
+    of every checkpoint, written by its main process (Accelerate's ``save_on_each_node``), so that every process
+    resumes from its own node's copy; data parallelism only, as FSDP's and DeepSpeed's checkpoints are sharded: each
+    process writes its part, and resuming reads parts other nodes wrote. Those exit with a one-line error here.
+    The final model folder, sample grids and logs are written by the main process, on its node.
+    """
+    node_local = not output_dir_is_shared(accelerator, output_dir)
+    if node_local and engine_name(accelerator) != "ddp":
+        raise SystemExit(
+            f"{_prog()}: error: --output_dir {str(output_dir)!r} is not one folder for all nodes (each node sees its "
+            f"own), and the {engine_name(accelerator)} checkpoints are sharded across the processes of all nodes: "
+            "put --output_dir on a filesystem all nodes share (NFS, Lustre, ...)"
+        )
+    accelerator.project_configuration.save_on_each_node = node_local
+    checkpoints = CheckpointManager(output_dir, total_limit, node_local=node_local)
+    if checkpoints.writes(accelerator):
+        os.makedirs(output_dir, exist_ok=True)
+        if node_local:
+            logger.warning(
+                "--output_dir %r is local to each node: every node keeps its own copy of the checkpoints; the "
+                "model folder is written on the main node only",
+                str(output_dir),
+            )
+        for path in checkpoints.remove_partial():
+            logger.info("removed the unfinished %s of an interrupted run", path.name)
+    accelerator.wait_for_everyone()
+    return checkpoints
+
+
+def resume_point(accelerator, checkpoints: CheckpointManager, resume_from_checkpoint: str | None) -> Path | None:
+    """`CheckpointManager.resolve` on every process, checked before anything is loaded; call on every process.
+
+    Exits with a one-line error where the processes found different checkpoints (node-local copies that differ:
+    a node's disk replaced, a save that failed on one node) or where the checkpoint was written by another engine
+    (`engine_name`; its files cannot be read by this one).
+    """
+    from accelerate.utils import gather_object
+
+    path = checkpoints.resolve(resume_from_checkpoint)
+    found = "no checkpoint" if path is None else f"{path.name} of run {_generation(path)}"
+    seen = sorted(set(gather_object([found]))) if accelerator.num_processes > 1 else [found]
+    if len(seen) > 1:
+        raise SystemExit(
+            f"{_prog()}: error: --resume_from_checkpoint {resume_from_checkpoint} finds different checkpoints on "
+            f"different nodes ({', '.join(seen)}): make every node's copy of {str(checkpoints.output_dir)!r} the "
+            "same, or give a checkpoint path"
+        )
+    if path is not None:
+        written_by = load_training_state(path).run.get("engine", "ddp")
+        if written_by != engine_name(accelerator):
+            raise SystemExit(
+                f"{_prog()}: error: {str(path)!r} was written by {written_by} and this run uses "
+                f"{engine_name(accelerator)}: resume with the accelerate config that wrote it"
+            )
+    return path
 
 
 def load_training_state(checkpoint: str | os.PathLike, process_index: int = 0) -> TrainingState:

@@ -49,10 +49,22 @@ def save_final_model(
     accelerator, model, image_processor, output_dir: str | os.PathLike, card: str, files: dict | None = None
 ) -> None:
     """The model folder of a run in ``output_dir`` (`hub.save_hub_folder`: weights, processor, model and pipeline
-    code, ``card``, extra ``files``), written by the main process; call on every process."""
+    code, ``card``, extra ``files``), written by the main process; call on every process.
+
+    The weights are `Accelerator.get_state_dict` of the prepared ``model``: every process takes part, which gathers
+    the parameters FSDP and DeepSpeed ZeRO-3 shard across them into the main process's full copy. They are saved
+    from a plain model of the architecture, not from the prepared one, whose class FSDP replaces (the folder would
+    carry FSDP's code instead of the model's).
+    """
+    from ..models.architectures import architecture_of_config
+
     accelerator.wait_for_everyone()
+    state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        save_hub_folder(output_dir, accelerator.unwrap_model(model), image_processor, card, files=files)
+        unwrapped = accelerator.unwrap_model(model)
+        plain = architecture_of_config(unwrapped.config).model_class(unwrapped.config).to(unwrapped.dtype)
+        plain.load_state_dict(state_dict)
+        save_hub_folder(output_dir, plain, image_processor, card, files=files)
     accelerator.wait_for_everyone()
 
 
