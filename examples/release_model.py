@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--output", required=True, help="The release folder to write (replaced; may be --model).")
     parser.add_argument("--name", required=True, help="Model name / hub id used in the card.")
     parser.add_argument("--results", default=None, help="run_eval.py results.json of this model: model-index metrics.")
-    parser.add_argument("--dataset_name", default="HOutdoor", help="Dataset name for the model-index entries.")
+    parser.add_argument(
+        "--dataset_name",
+        default=None,
+        help="Dataset name of the model-index entry over all test images (default: the subsets joined by '+').",
+    )
     parser.add_argument("--summary_file", default=None, help="Markdown: what the model is and how it was made.")
     parser.add_argument("--results_file", default=None, help="Markdown for the Results section (e.g. a study table).")
     parser.add_argument("--notes_file", default=None, help="Markdown sections (## Data, ## Limitations, ...).")
@@ -89,7 +93,8 @@ def main(argv: list[str] | None = None) -> Path:
     files = {"sample_grid.png": sample_grid.read_bytes()} if sample_grid.is_file() else {}
     if args.results:
         table = json.loads(Path(args.results).read_text())["table"]
-        metrics = results_metrics(table, "iharmony4", lambda subset: subset or args.dataset_name)
+        everything = args.dataset_name or "+".join(sorted(subset for subset in table if subset != "All"))
+        metrics = results_metrics(table, "iharmony4", lambda subset: subset or everything)
     else:
         metrics = parts.metrics if parts else []
 
