@@ -581,7 +581,7 @@ def finetune_card(args, model_name, summary, results, subsets, learning_rate, ma
         f"{args.gradient_accumulation_steps} accumulation",
         "steps": f"{summary['global_step']} / {max_train_steps} ({summary['epochs']:.1f} epochs)",
         "max grad norm": args.max_grad_norm,
-        "mixed precision": args.mixed_precision or "accelerate default",
+        "mixed precision": summary["mixed_precision"],
         "seed": args.seed,
         "evaluation protocol": args.eval_protocol,
     }
@@ -590,7 +590,7 @@ def finetune_card(args, model_name, summary, results, subsets, learning_rate, ma
         summary=text,
         metrics=metrics,
         recipe=recipe,
-        command=command_line("examples/run_finetune.py"),
+        command=command_line("examples/run_finetune.py", summary["mixed_precision"]),
         results_markdown=results_md,
         base_model=base_model_name(args.model_name_or_path),
         extra_tags=[summary["architecture"], "iharmony4", "fine-tuned" if args.model_name_or_path else "from-scratch"],

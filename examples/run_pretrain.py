@@ -690,7 +690,7 @@ def pretrain_card(
         f"{args.gradient_accumulation_steps} accumulation",
         "steps": f"{summary['global_step']} / {max_train_steps}",
         "max grad norm": args.max_grad_norm,
-        "mixed precision": args.mixed_precision or "accelerate default",
+        "mixed precision": summary["mixed_precision"],
         "seed": args.seed,
         "throughput": f"{summary['images_per_second_this_invocation']} images/s",
     }
@@ -699,7 +699,7 @@ def pretrain_card(
         summary=summary_text,
         metrics=metrics,
         recipe=recipe,
-        command=command_line("examples/run_pretrain.py"),
+        command=command_line("examples/run_pretrain.py", summary["mixed_precision"]),
         results_markdown=results,
         base_model=base_model_name(args.model_name_or_path),
         datasets=[args.dataset_name] if args.dataset_name and not os.path.isdir(args.dataset_name) else [],

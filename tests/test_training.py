@@ -552,3 +552,16 @@ def test_sample_grid_columns_are_composite_mask_prediction_original():
         constant(0.8)[:, :, :8, :8],
     )
     assert small.size == (4 * 8 + 6, 2 * 8 + 2)  # tiles too small for labels: no header
+
+
+def test_command_line_names_the_mixed_precision_the_launcher_set(monkeypatch):
+    """A card's command repeats the run: bf16 from `accelerate launch --mixed_precision bf16` becomes a flag."""
+    from lemart_hf.training import command_line
+
+    monkeypatch.setattr("sys.argv", ["run_pretrain.py", "--train_dir", "my photos"])
+    assert command_line("examples/run_pretrain.py", "bf16") == (
+        "accelerate launch --mixed_precision bf16 examples/run_pretrain.py --train_dir 'my photos'"
+    )
+    assert command_line("examples/run_pretrain.py") == "accelerate launch examples/run_pretrain.py --train_dir 'my photos'"
+    monkeypatch.setattr("sys.argv", ["run_pretrain.py", "--mixed_precision=bf16"])
+    assert command_line("examples/run_pretrain.py", "bf16") == "accelerate launch examples/run_pretrain.py --mixed_precision=bf16"

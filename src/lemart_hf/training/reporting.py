@@ -13,9 +13,14 @@ from ..hub import save_hub_folder
 from .checkpoints import TrainingState
 
 
-def command_line(script: str) -> str:
-    """The command that started this run, as one would type it."""
-    return "accelerate launch " + shlex.join([script, *sys.argv[1:]])
+def command_line(script: str, mixed_precision: str = "no") -> str:
+    """The command that started this run, as one would type it. A ``mixed_precision`` the run used but its
+    arguments do not name (it came from `accelerate launch --mixed_precision` or `accelerate config`) is written
+    as a launcher flag, so that the command repeats the run."""
+    arguments = sys.argv[1:]
+    named = any(argument.split("=")[0] == "--mixed_precision" for argument in arguments)
+    launcher = [] if named or mixed_precision == "no" else ["--mixed_precision", mixed_precision]
+    return "accelerate launch " + shlex.join([*launcher, script, *arguments])
 
 
 def run_summary(
@@ -29,7 +34,8 @@ def run_summary(
     images_at_start: int,
 ) -> dict:
     """What both scripts record of a run (train_results.json, the card): architecture, steps, epochs (None for a
-    stream), images, processes, and this invocation's time and images per second (from ``images_at_start``)."""
+    stream), images, processes, the mixed precision it ran in, and this invocation's time and images per second
+    (from ``images_at_start``)."""
     from ..models.architectures import architecture_of_config
 
     return {
@@ -40,6 +46,7 @@ def run_summary(
         "epochs": state.epoch + state.batches_in_epoch / batches_per_epoch if batches_per_epoch else None,
         "images_seen": state.images_seen,
         "num_processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
         "train_seconds_this_invocation": round(train_seconds, 1),
         "images_per_second_this_invocation": round((state.images_seen - images_at_start) / max(train_seconds, 1e-9), 3),
     }
