@@ -56,8 +56,8 @@ def test_summary_of_an_empty_folder_is_an_error(tmp_path):
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_reproduce_ablations_end_to_end_on_tiny_data(tmp_path):
-    """One seed, two variants, the curve at 10% and 50%, two training steps per run: every stage runs and the
-    tables and the plot come out."""
+    """One seed, two variants, the curve at 10% only, two training steps per run: every stage runs and the tables
+    come out (10 processes; the plot is tested on made-up results above)."""
     pytest.importorskip("matplotlib")
     data = tmp_path / "data"
     make_photo_folder(data / "photos", count=6)
@@ -68,7 +68,7 @@ def test_reproduce_ablations_end_to_end_on_tiny_data(tmp_path):
     config.write_text(json.dumps(TINY_CONFIG))
     small = "--max_train_steps 2 --train_batch_size 2 --resolution 32 --dataloader_num_workers 0"
     env = {
-        **script_env(), "SEEDS": "0", "FRACTIONS": "0.5", "VARIANTS": "random_0.5 grid_0.5", "PYTHON": sys.executable,
+        **script_env(), "SEEDS": "0", "FRACTIONS": "0.1", "VARIANTS": "random_0.5 grid_0.5", "PYTHON": sys.executable,
         "ACCELERATE": str(Path(sys.executable).with_name("accelerate")), "MODEL_CONFIG": str(config),
         "PRETRAIN_ARGS": f"{small} --num_validation_images 2 --num_validation_composites 2 --validation_steps 2",
         "FINETUNE_ARGS": small, "EVAL_ARGS": "--batch_size 4 --num_workers 0",
@@ -83,12 +83,11 @@ def test_reproduce_ablations_end_to_end_on_tiny_data(tmp_path):
     assert done == [
         "eval_color_transfer", "eval_composite",
         "seed0/grid_0.5/eval_finetune_lemart_0.1",  # scratch rows do not depend on the masks: only with random_0.5
-        "seed0/random_0.5/eval_finetune_lemart_0.1", "seed0/random_0.5/eval_finetune_lemart_0.5",
-        "seed0/random_0.5/eval_finetune_scratch_0.1", "seed0/random_0.5/eval_finetune_scratch_0.5",
+        "seed0/random_0.5/eval_finetune_lemart_0.1", "seed0/random_0.5/eval_finetune_scratch_0.1",
     ]  # fmt: skip
     summary = (out / "results.md").read_text()
-    assert "LEMaRT, grid masks" in summary and "50% labels, from scratch" in summary and "10%: " in summary
-    assert "| HDiverse MSE |" in summary and (out / "label_fraction_curve.png").is_file()
+    assert "LEMaRT, grid masks" in summary and "10% labels, from scratch" in summary and "10%: " in summary
+    assert "| HDiverse MSE |" in summary
     # the pre-training saw both photo folders, with the variant's masks
     card = (out / "seed0/grid_0.5/pretrained/README.md").read_text()
     assert "photos_diverse" in card and "grid, ratio 0.5" in card
