@@ -19,7 +19,7 @@
 #                   photos), fine-tuning 500 steps (lr 5e-4); the models run at 64 px and are scored at the protocol's
 #                   256 px through the high-resolution transfer. 10 pre-trainings, 23 fine-tunings, 25 evaluations.
 #                   Measured on a 2-core AVX512-BF16 machine shared with other work: ~1 pre-training step/s, ~1.1
-#                   fine-tuning steps/s, ~1.3 min per evaluation; about 4 h on an idle machine (estimate: each stage
+#                   fine-tuning steps/s, ~40 s per evaluation; about 4 h on an idle machine (estimate: each stage
 #                   about twice as fast). 1,000 pre-training steps were too few: LEMaRT beat scratch at 10% by only
 #                   0.23 dB fPSNR, too little to tell mask strategies apart.
 #   gpu           — run_study.sh's gpu profile unchanged: 256 px, 3,000 pre-training and 1,500 fine-tuning steps.
