@@ -2,6 +2,9 @@
 
 from setuptools import find_packages, setup
 
+# Opset 23 (the `Attention` op): onnx >= 1.18; its CPU kernel: onnxruntime >= 1.23.
+ONNX = ["onnx>=1.18", "onnxscript>=0.7", "onnxruntime>=1.23"]
+
 setup(
     name="lemart_hf",
     version="0.1.0",
@@ -33,7 +36,10 @@ setup(
     extras_require={
         # scikit-image ships a handful of real photographs in its wheel: the embedded default pre-training set.
         # matplotlib draws the ablations' label-fraction plot (examples/summarize_ablations.py).
-        "dev": ["pytest>=8", "scikit-image>=0.22", "tensorboard", "matplotlib>=3.8"],
+        # The onnx extra too, so that CI runs the ONNX tests (its wheels add about 38 MB).
+        "dev": ["pytest>=8", "scikit-image>=0.22", "tensorboard", "matplotlib>=3.8", *ONNX],
+        # ONNX export (`lemart-harmonize export-onnx`: onnx, onnxscript) and ONNX Runtime inference (lemart_hf.onnx).
+        "onnx": ONNX,
         # The web demo (examples/app.py) and its browser test, which drives the system's chromium via playwright.
         "demo": ["gradio>=6", "playwright>=1.40"],
     },

@@ -7,6 +7,10 @@ writes it to ``<output_dir>/results.json`` (with per-image values) and ``results
     # a model (a local folder or a Hub id), on every subset found under --data_dir
     accelerate launch examples/run_eval.py --data_dir /data/iHarmony4 --model outputs/finetune
 
+    # the model in bfloat16 (as `lemart-harmonize --dtype bf16`), or an ONNX export in ONNX Runtime (lemart_hf.onnx)
+    python examples/run_eval.py --data_dir ../shared/data --subsets HOutdoor --model MODEL --dtype bf16
+    python examples/run_eval.py --data_dir ../shared/data --subsets HOutdoor --model swinih.onnx
+
     # the baselines, no model needed
     python examples/run_eval.py --data_dir ../shared/data --subsets HOutdoor --baseline composite
     python examples/run_eval.py --data_dir ../shared/data --subsets HOutdoor --baseline color_transfer
@@ -25,11 +29,13 @@ import torch
 from safetensors import SafetensorError
 
 from lemart_hf.baselines import BASELINES, color_transfer_baseline, get_baseline
+from lemart_hf.cli import DTYPES
 from lemart_hf.data import DataFileError, load_iharmony4
 from lemart_hf.evaluation import NonFinitePredictionError, evaluate_harmonization
 from lemart_hf.highres import TRANSFER_METHODS
 from lemart_hf.metrics import PROTOCOLS
 from lemart_hf.models.swinih.image_processing_swinih import MIN_WORKING_SIZE
+from lemart_hf.onnx import is_onnx_path
 from lemart_hf.training import check_launch, model_path_problem, output_dir_problem
 
 
@@ -45,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--split", default="test", help="Which list to read: <Subset>_<split>.txt or IHD_<split>.txt.")
     what = parser.add_mutually_exclusive_group()
-    what.add_argument("--model", default=None, help="A saved model folder or Hub id (AutoModelForImageToImage).")
+    what.add_argument(
+        "--model",
+        default=None,
+        help="A saved model folder or Hub id (AutoModelForImageToImage), or an ONNX export (.onnx, run on the CPU).",
+    )
     what.add_argument(
         "--baseline", choices=sorted(BASELINES), default=None, help="Score a model-free baseline instead."
     )
@@ -87,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mixed_precision", choices=["no", "fp16", "bf16"], default=None, help="Overrides accelerate's config."
     )
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default=None,
+        help="Load the model's weights in this dtype, as `lemart-harmonize --dtype` does (default: as saved).",
+    )
     return parser
 
 
@@ -102,17 +118,27 @@ def model_working_size(model_name_or_path: str) -> tuple[int, int] | None:
 
 
 def load_model_predictor(
-    model_name_or_path: str, device: torch.device, working_size: int | None = None, highres_method: str = "affine"
+    model_name_or_path: str,
+    device: torch.device,
+    working_size: int | None = None,
+    highres_method: str = "affine",
+    dtype: str | None = None,
 ):
-    """AutoModelForImageToImage after `import lemart_hf` (which registers the package's models), run like the
-    "image-harmonization" pipeline: at ``working_size`` (default: the model's image processor size), the
-    correction carried to the protocol size by the high-resolution transfer."""
+    """AutoModelForImageToImage after `import lemart_hf` (which registers the package's models), with its weights in
+    ``dtype`` ("fp32", "bf16" or "fp16"; default: as saved), or an ONNX export (`lemart_hf.onnx`), run like the "image-harmonization"
+    pipeline: at ``working_size`` (default: the model's image processor size, or the export's), the correction
+    carried to the protocol size by the high-resolution transfer."""
     from transformers import AutoModelForImageToImage
 
     import lemart_hf  # noqa: F401  (registers the Auto classes)
     from lemart_hf.evaluation import model_predictor
+    from lemart_hf.onnx import OnnxHarmonizationModel, is_onnx_path
 
-    model = AutoModelForImageToImage.from_pretrained(model_name_or_path)
+    if is_onnx_path(model_name_or_path):
+        model = OnnxHarmonizationModel(model_name_or_path)
+        size = (working_size, working_size) if working_size else model.working_size
+        return model_predictor(model, size, highres_method), size
+    model = AutoModelForImageToImage.from_pretrained(model_name_or_path, dtype=DTYPES[dtype] if dtype else "auto")
     model.to(device).eval()
     size = (working_size, working_size) if working_size else model_working_size(model_name_or_path)
     return model_predictor(model, size, highres_method), size
@@ -162,7 +188,12 @@ def main(argv: list[str] | None = None) -> dict:
         value = getattr(args, name)
         if value is not None and value < smallest:
             parser.error(f"--{name} must be >= {smallest}, got {value}")
-    if args.model is not None and (problem := model_path_problem(args.model)):
+    if args.model is not None and is_onnx_path(args.model):
+        if not os.path.isfile(args.model):
+            parser.error(f"--model {args.model!r}: ONNX file not found")
+        if args.dtype not in (None, "fp32") or args.mixed_precision not in (None, "no"):
+            parser.error("an ONNX model runs in float32: drop --dtype / --mixed_precision")
+    elif args.model is not None and (problem := model_path_problem(args.model)):
         parser.error(f"--model {args.model!r} {problem}")
     for name in ("output_dir", "save_images"):  # checked now, not after the whole evaluation
         if getattr(args, name) is not None and (problem := output_dir_problem(getattr(args, name))):
@@ -192,12 +223,14 @@ def main(argv: list[str] | None = None) -> dict:
         title = args.model
         try:
             predict_fn, working_size = load_model_predictor(
-                args.model, accelerator.device, args.working_size, args.highres_method
+                args.model, accelerator.device, args.working_size, args.highres_method, args.dtype
             )
-        except (OSError, ValueError, SafetensorError) as error:
+        except (OSError, ValueError, ImportError, SafetensorError) as error:
             parser.error(f"--model {args.model!r} could not be loaded: {str(error).splitlines()[0]}")
         if working_size is not None:
             title += f" (working size {working_size[0]}x{working_size[1]}, {args.highres_method} transfer)"
+        if args.dtype is not None:
+            title += f" ({args.dtype})"
 
     saver = None
     if args.save_images:
@@ -223,6 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
             "baseline": args.baseline,
             "working_size": list(working_size) if working_size else None,
             "highres_method": args.highres_method if working_size else None,
+            "dtype": args.dtype,
         }
     )
     if accelerator.is_main_process:

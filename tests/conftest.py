@@ -1,6 +1,8 @@
 """Shared fixtures. `shared_data` points at ../shared/data beside the project and skips when it is absent;
-`model_dir` is a tiny SwinIH saved with a 64x64 working size, `pipe` the "image-harmonization" pipeline on it."""
+`model_dir` is a tiny SwinIH saved with a 64x64 working size, `pipe` the "image-harmonization" pipeline on it;
+`packaged_onnx` the packaged model exported to ONNX (skips without the `onnx` extra)."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,21 @@ def pipe(model_dir):
     import lemart_hf  # noqa: F401  (registers the task)
 
     return pipeline("image-harmonization", model=str(model_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def packaged_onnx(tmp_path_factory) -> Path:
+    """The packaged model exported by `lemart-harmonize export-onnx` (once per session: tens of seconds on 2 cores);
+    skips without onnxruntime and onnxscript (`pip install "lemart_hf[onnx]"`)."""
+    if not all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnxscript")):
+        pytest.skip('needs onnxruntime and onnxscript: pip install "lemart_hf[onnx]"')
+    from lemart_hf.cli import main
+
+    path = tmp_path_factory.mktemp("onnx") / "swinih.onnx"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["export-onnx", str(path), "-q"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return path

@@ -110,6 +110,11 @@ def test_bad_inputs_give_one_line_and_exit_2(model_dir, tmp_path, run_cli):
         (["--model", model_dir, "--input_dir", tmp_path, "--output_dir", tmp_path], "--output_dir"),
         (["--model", model_dir, "--input_dir", tmp_path / "missing", "--output_dir", tmp_path / "o"], "not found"),
         (["--model", model_dir, composite, mask, "-o", tmp_path / "o.png", "--input_dir", tmp_path], "not both"),
+        (["--model", model_dir, composite, mask, "-o", tmp_path / "o.png", "--dtype", "int8"], "--dtype"),
+        (
+            ["--model", model_dir, composite, mask, "-o", tmp_path / "o.png", "--dtype", "fp16", "--device", "cpu"],
+            "fp16",
+        ),
     ]
     if torch.cuda.is_available():
         cases = [case for case in cases if "--device" not in case[0]]
@@ -118,6 +123,21 @@ def test_bad_inputs_give_one_line_and_exit_2(model_dir, tmp_path, run_cli):
         assert_one_line_error(code, err, fragment)
     assert composite.read_bytes() == original
     assert not (tmp_path / "o.png").exists()
+
+
+def test_dtype_bf16(model_dir, tmp_path, run_cli, monkeypatch):
+    """--dtype bf16 runs the model in bfloat16; on a CPU without native bf16 it warns (one line) and still runs."""
+    import lemart_hf.cli
+
+    composite, mask = write_pair(tmp_path, "photo", 50, 70)
+    output = tmp_path / "harmonized.png"
+    code, _, err = run_cli(["--model", model_dir, composite, mask, "-o", output, "--device", "cpu", "--dtype", "bf16"])
+    assert code == 0 and Image.open(output).size == (70, 50), err
+    monkeypatch.setattr(lemart_hf.cli, "_cpu_has_fast_bf16", lambda: False)
+    code, _, err = run_cli(["--model", model_dir, composite, mask, "-o", output, "--device", "cpu", "--dtype", "bf16"])
+    assert code == 0 and err.strip().splitlines() == [
+        "lemart-harmonize: warning: this CPU has no AVX512-BF16 or AMX: --dtype bf16 is likely slower than fp32"
+    ]
 
 
 def test_folder_mode_missing_mask(model_dir, tmp_path, run_cli):

@@ -3,6 +3,9 @@
     lemart-harmonize composite.jpg mask.png -o harmonized.png      # the packaged default model, offline
     lemart-harmonize --model PATH_OR_ID composite.jpg mask.png -o harmonized.png
     lemart-harmonize --model PATH_OR_ID --input_dir composites/ --output_dir harmonized/
+    lemart-harmonize --dtype bf16 composite.jpg mask.png -o harmonized.png   # bfloat16 weights: CPUs with AVX512-BF16
+    lemart-harmonize export-onnx swinih.onnx [--model PATH_OR_ID] [--int8] # ONNX export (lemart_hf.onnx)
+    lemart-harmonize --model swinih.onnx composite.jpg mask.png -o harmonized.png   # run it in ONNX Runtime
 
 Folder mode takes every image `NAME.EXT` in `--input_dir` whose mask `NAME_mask.png` lies beside it and writes
 `NAME.png` into `--output_dir`. Inputs are checked (mask present, sizes equal, headers readable) before the model is
@@ -29,9 +32,13 @@ from tqdm.auto import tqdm
 from .data.composite_folders import composite_paths, mask_path
 from .default_model import DEFAULT_MODEL_NAME, default_model_path
 from .lemart.image_loading import IMAGE_EXTENSIONS
+from .onnx import is_onnx_path, require_module
 
 PROG = "lemart-harmonize"
 EXIT_BAD_INPUT = 2
+EXPORT_COMMAND = "export-onnx"
+#: --dtype short names -> torch dtype names (which --dtype takes too).
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 class InputError(Exception):
@@ -44,7 +51,7 @@ class UnreadableImageError(InputError):
 
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # one line instead of usage + message
-        _fail(f"{message} (see {PROG} --help)")
+        _fail(f"{message} (see {self.prog} --help)")
 
 
 def _fail(message: str):
@@ -57,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog=PROG,
         description="Harmonize the masked region of composite images (LEMaRT / SwinIH) at their own resolution.",
+        epilog=f"{PROG} {EXPORT_COMMAND} OUT.onnx [--model X] exports a model for ONNX Runtime (see {PROG} "
+        f"{EXPORT_COMMAND} --help); run it with --model OUT.onnx.",
     )
     parser.add_argument("composite", nargs="?", help="composite image (single-image mode)")
     parser.add_argument(
@@ -74,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input_dir", help="folder mode: composites NAME.EXT with masks NAME_mask.png")
     parser.add_argument("--output_dir", help="folder mode: where NAME.png are written (created if needed)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: the first GPU if any, else cpu)")
+    parser.add_argument(
+        "--dtype",
+        help="weights and activations: fp32 (default), bf16 (GPUs, and CPUs with AVX512-BF16 or AMX) or fp16 (GPUs); "
+        "an .onnx model runs in fp32",
+    )
     parser.add_argument(
         "--size",
         help="working size the model runs at: N or HxW, at least 8 (default: the model's image processor size)",
@@ -203,6 +217,43 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     return (parts[0], parts[-1])
 
 
+def _cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX); True where torch cannot tell."""
+    import torch
+
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    checks = [check for check in checks if check is not None]
+    return not checks or any(check() for check in checks)
+
+
+def _check_dtype(text: str | None, device, onnx: bool) -> str | None:
+    """The torch dtype name for --dtype (None: the model's own); refuses fp16 on the CPU and any but fp32 for an ONNX
+    model, and warns that bf16 is slow on a CPU without native bf16."""
+    import torch
+
+    if text is None:
+        return None
+    name = DTYPES.get(text.lower(), text.lower())
+    if name not in DTYPES.values():
+        raise InputError(f"--dtype must be fp32, bf16 or fp16, got {text!r}")
+    if onnx:
+        if name != "float32":
+            raise InputError(f"--dtype {text} applies to PyTorch models; an ONNX model runs in fp32")
+        return None
+    on_cpu = device.type == "cpu" if device is not None else not torch.cuda.is_available()
+    if on_cpu and name == "float16":
+        raise InputError(
+            "--dtype fp16 is not supported on the CPU (no fast fp16 arithmetic there): use bf16 on CPUs with "
+            "AVX512-BF16 or AMX, else fp32"
+        )
+    if on_cpu and name == "bfloat16" and not _cpu_has_fast_bf16():
+        print(
+            f"{PROG}: warning: this CPU has no AVX512-BF16 or AMX: --dtype bf16 is likely slower than fp32",
+            file=sys.stderr,
+        )
+    return name
+
+
 def _check_device(device: str | None):
     if device is None:
         return None
@@ -222,9 +273,14 @@ def _check_device(device: str | None):
 # ----- running --------------------------------------------------------------------------------------------------
 def _check_model(model: str) -> None:
     """A missing local folder fails here, rather than as a Hub lookup (with retries) of a name that is no repo id; so
-    does a local folder without a config or with missing, truncated or corrupt weights (`model_path_problem`)."""
+    does a local folder without a config or with missing, truncated or corrupt weights (`model_path_problem`), and a
+    missing .onnx file."""
     from .training import model_path_problem
 
+    if is_onnx_path(model):
+        if not Path(model).is_file():
+            raise InputError(f"ONNX model file not found: {model}")
+        return
     looks_local = model.startswith((".", "/", "~")) or model.count("/") > 1 or (os.sep != "/" and os.sep in model)
     if looks_local and not Path(model).expanduser().exists():
         raise InputError(f"model folder not found: {model}")
@@ -232,11 +288,12 @@ def _check_model(model: str) -> None:
         raise InputError(f"model {model!r} {problem}")
 
 
-def _load_pipeline(args, size, device):
+def _load_pipeline(args, size, device, dtype):
     import huggingface_hub
     import transformers
     from transformers import pipeline
 
+    from .onnx import onnx_pipeline
     from .pipelines import ImageHarmonizationPipeline
 
     transformers.utils.logging.disable_progress_bar()
@@ -246,6 +303,13 @@ def _load_pipeline(args, size, device):
         options["working_size"] = size
     if args.resize_mask:
         options["resize_mask"] = True
+    if is_onnx_path(args.model):
+        try:
+            return onnx_pipeline(args.model, batch_size=args.batch_size, **options)
+        except (ImportError, ValueError) as error:  # onnxruntime missing (with the pip command), or a bad file
+            raise InputError(str(error)) from error
+    if dtype is not None:
+        options["dtype"] = dtype
     try:
         # pipeline_class: also folders saved by `pipe.save_pretrained` (which declare the task as custom code)
         # load with the installed lemart_hf, without trust_remote_code.
@@ -303,7 +367,98 @@ def _decoded_inputs(
         yield inputs
 
 
+# ----- export-onnx ----------------------------------------------------------------------------------------------
+def build_export_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog=f"{PROG} {EXPORT_COMMAND}",
+        description="Export a SwinIH model to ONNX (dynamic batch, height and width) for ONNX Runtime; run the file "
+        f"with `{PROG} --model OUT.onnx ...` or lemart_hf.onnx.onnx_pipeline.",
+    )
+    parser.add_argument("output", help="the .onnx file to write")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"model folder or Hugging Face Hub id (default: the packaged {DEFAULT_MODEL_NAME}, offline)",
+    )
+    parser.add_argument(
+        "--size",
+        help="working size recorded in the file, which the pipeline runs it at: N or HxW (default: the model's image "
+        "processor size)",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="store the weights of the matrix multiplications as int8 (ONNX Runtime dynamic quantization): faster on "
+        "CPUs, slightly less exact",
+    )
+    parser.add_argument("--trust_remote_code", action="store_true", help="allow model code from the model folder")
+    parser.add_argument("-q", "--quiet", action="store_true", help="do not print the output path")
+    return parser
+
+
+def export_main(argv: Sequence[str]) -> int:
+    """`lemart-harmonize export-onnx OUT.onnx [--model X] [--size N] [--int8]`: see `lemart_hf.onnx.export_onnx` and
+    `quantize_onnx`."""
+    import logging
+    import warnings
+
+    args = build_export_parser().parse_args(argv)
+    try:
+        output = Path(args.output)
+        if output.suffix.lower() != ".onnx":
+            raise InputError(f"the output must be a .onnx file, got {output}")
+        if output.is_dir():
+            raise InputError(f"output {output} is a folder; give a file name")
+        size = _parse_size(args.size)
+        if args.model is None:
+            args.model = default_model_path()
+        if is_onnx_path(args.model):
+            raise InputError(f"--model {args.model} is already an ONNX file")
+        _check_model(args.model)
+        for module in ("onnxscript", "onnxruntime") if args.int8 else ("onnxscript",):
+            require_module(module)  # before the model is loaded
+        import transformers
+        from transformers import AutoImageProcessor, AutoModelForImageToImage
+
+        from .onnx import export_onnx, quantize_onnx
+
+        transformers.utils.logging.disable_progress_bar()
+
+        remote = args.trust_remote_code or None
+        try:
+            model = AutoModelForImageToImage.from_pretrained(args.model, trust_remote_code=remote)
+            if size is None:
+                processor_size = AutoImageProcessor.from_pretrained(args.model, trust_remote_code=remote).size
+                size = (processor_size["height"], processor_size["width"])
+        except (OSError, ValueError, KeyError) as error:
+            raise InputError(f"cannot load the model {args.model!r}: {error}") from error
+        output.parent.mkdir(parents=True, exist_ok=True)
+        # The exporter's notes on optional torchvision ops and torch-internal deprecations, and the quantizer's advice
+        # to pre-process, are not the user's concern.
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as folder:
+            temporary = Path(folder) / output.name
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                export_onnx(model, temporary, size)
+            if args.int8:
+                logging.disable(logging.WARNING)
+                try:
+                    temporary = quantize_onnx(temporary, Path(folder) / f"int8_{output.name}")
+                finally:
+                    logging.disable(logging.NOTSET)
+            os.replace(temporary, output)
+    except (InputError, TypeError, ValueError, ImportError, FileNotFoundError) as error:
+        _fail(str(error))
+    if not args.quiet:
+        print(output)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == [EXPORT_COMMAND]:
+        return export_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.batch_size < 1:
@@ -321,7 +476,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             except FileNotFoundError as error:
                 raise InputError(str(error)) from error
         _check_model(args.model)
-        pipe = _load_pipeline(args, size, device)
+        onnx = is_onnx_path(args.model)
+        if onnx and device is not None and device.type != "cpu":
+            raise InputError(f"an ONNX model runs on the CPU (ONNX Runtime); drop --device {args.device}")
+        dtype = _check_dtype(args.dtype, device, onnx)
+        pipe = _load_pipeline(args, size, device, dtype)
         started = deque()
         # num_workers=0: the generator must run in this process, where `started` is read.
         results = pipe(_decoded_inputs(jobs, started, skipped), num_workers=0)
