@@ -176,8 +176,9 @@ def _packaged_model_scores(tmp_path, extra):
 def test_model_dtype(tmp_path):
     """--dtype loads the weights in that dtype, as the pipeline's `dtype` does: the scores move (the flag took effect)
     but stay near float32's. Pixel-level bf16 parity is pinned on real composites by the pipeline test
-    `test_dtype_bfloat16_keeps_the_quality_of_float32`; here two 40x48 random-noise composites (~230 foreground pixels each) make
-    fPSNR swing on a few pixels (measured: 0.104 dB apart), so the bound only catches a broken bf16 path."""
+    `test_dtype_bfloat16_keeps_the_quality_of_float32`; here two 40x48 random-noise composites (~230 foreground
+    pixels each) make fPSNR swing on a few pixels (measured: 0.104 dB apart), so the bound only catches a broken
+    bf16 path."""
     fp32 = _packaged_model_scores(tmp_path, [])
     bf16 = _packaged_model_scores(tmp_path, ["--dtype", "bf16"])
     assert fp32["dtype"] is None and bf16["dtype"] == "bf16" and "(bf16)" in bf16["title"]
