@@ -1,8 +1,10 @@
 """Shared fixtures. `shared_data` points at ../shared/data beside the project and skips when it is absent;
 `model_dir` is a tiny SwinIH saved with a 64x64 working size, `pipe` the "image-harmonization" pipeline on it;
-`packaged_onnx` the packaged model exported to ONNX (skips without the `onnx` extra)."""
+`packaged_onnx` the packaged model exported to ONNX (skips without the `onnx` extra); `free_port` a function that
+finds a free TCP port on 127.0.0.1."""
 
 import importlib.util
+import socket
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+def _free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a process group or a server: the defaults may be taken by another run)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """``free_port()`` -> a free TCP port on 127.0.0.1, a new one per call."""
+    return _free_port
 
 
 @pytest.fixture(autouse=True)

@@ -45,6 +45,7 @@ class FakeAccelerator:
     process; ``is_main_process=False``: the main process of another node)."""
 
     is_local_main_process = True
+    num_processes = 1
 
     def __init__(self, fail: bool = False, is_main_process: bool = True):
         self.fail = fail
@@ -565,3 +566,29 @@ def test_command_line_names_the_mixed_precision_the_launcher_set(monkeypatch):
     assert command_line("examples/run_pretrain.py") == "accelerate launch examples/run_pretrain.py --train_dir 'my photos'"
     monkeypatch.setattr("sys.argv", ["run_pretrain.py", "--mixed_precision=bf16"])
     assert command_line("examples/run_pretrain.py", "bf16") == "accelerate launch examples/run_pretrain.py --mixed_precision=bf16"
+
+
+def test_a_save_failing_on_one_process_stops_every_process_with_the_error(tmp_path, free_port):
+    """Two gloo processes (tests/checkpoint_failure_worker.py): whichever process fails in whichever phase of a save,
+    both get a CheckpointWriteError within seconds (none is left at a barrier), the failing one with its cause, the
+    other naming it; no .tmp folder remains and the earlier checkpoint is intact."""
+    import subprocess
+    import sys
+
+    worker = Path(__file__).with_name("checkpoint_failure_worker.py")
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()), str(worker), str(tmp_path / "run"), str(tmp_path),
+    ]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=150)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = {rank: (tmp_path / f"rank{rank}.txt").read_text().splitlines() for rank in (0, 1)}
+    for rank, lines in results.items():
+        assert lines[0] == "step 1: saved" and len(lines) == 4, lines
+        for line, (step, failing) in zip(lines[1:], ((2, 0), (3, 1), (4, 0))):
+            assert line.startswith(f"step {step}: CheckpointWriteError: could not write checkpoint-{step} into"), line
+            expected = "No space left on device" if rank == failing else f"process {failing} failed"
+            assert expected in line, line
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == ["checkpoint-1"]
+    assert (tmp_path / "run" / "checkpoint-1" / TRAINING_STATE_FILE).is_file()

@@ -10,7 +10,6 @@ Skipped where gradio, playwright or /usr/bin/chromium is missing (`.ci/run` inst
 from __future__ import annotations
 
 import io
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -43,22 +42,16 @@ def model() -> str:
 
 
 @pytest.fixture(scope="module")
-def app_url(model, load_example, tmp_path_factory):
+def app_url(model, load_example, tmp_path_factory, free_port):
     """`examples/app.py`'s page for ``model``, served on 127.0.0.1 (a free port) by this process until the module's
     tests are done: no second start-up of torch and transformers."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
         patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
         app = load_example("app.py").build_app(model)
-        _, url, _ = app.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+        _, url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
         yield url
         app.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

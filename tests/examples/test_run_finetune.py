@@ -122,16 +122,8 @@ def test_resumed_finetuning_equals_uninterrupted(tmp_path, iharmony4_root, tiny_
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_fsdp_on_two_cpu_processes_trains_and_evaluates_like_one_process(
-    tmp_path, iharmony4_root, tiny_config, run_example, run_in_process
+    tmp_path, iharmony4_root, tiny_config, run_example, run_in_process, free_port
 ):
     """FSDP (examples/accelerate_configs/fsdp.yaml) on 2 gloo processes, through the launch shim of
     tests/examples/fsdp_on_cpu.py: the validation and the final test evaluation run the sharded model on both

@@ -49,15 +49,6 @@ LAUNCH_2 = [
 ]
 
 
-def free_port() -> int:
-    """A free TCP port for the process group (the default 29500 may be taken by another run on the machine)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def common_args(tiny_config: str, output_dir: Path) -> list[str]:
     return [
         "--model_config", tiny_config, "--resolution", "32", "--train_batch_size", "2", "--logging_steps", "1",
@@ -136,7 +127,7 @@ def test_pretrain_end_to_end_with_accelerate_launch(tmp_path, tiny_config, photo
     assert check_hub_folder(output_dir) == []
 
 
-def test_pretrain_two_processes_on_the_embedded_photos(tmp_path, tiny_config, run_example):
+def test_pretrain_two_processes_on_the_embedded_photos(tmp_path, tiny_config, run_example, free_port):
     """Real data parallelism (2 gloo processes) on the default data: the photos embedded in the [dev] install."""
     pytest.importorskip("skimage")
     output_dir = tmp_path / "ddp"
@@ -157,13 +148,13 @@ def test_pretrain_two_processes_on_the_embedded_photos(tmp_path, tiny_config, ru
     SwinIHForHarmonization.from_pretrained(output_dir)
 
 
-def fsdp_launch() -> list[str]:
+def fsdp_launch(port: int) -> list[str]:
     """`accelerate launch` arguments for 2 gloo processes under examples/accelerate_configs/fsdp.yaml (FSDP2,
     FULL_SHARD, activation checkpointing), through the shim that lets accelerate 1.16 run FSDP on CPUs; the example
     script and its arguments follow."""
     return [
         "--config_file", str(ROOT / "examples" / "accelerate_configs" / "fsdp.yaml"), "--num_processes", "2",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
         str(Path(__file__).with_name("fsdp_on_cpu.py")),
     ]  # fmt: skip
 
@@ -182,7 +173,7 @@ def without_stochastic_depth(tiny_config: str, folder: Path) -> str:
 
 
 def test_fsdp_on_two_cpu_processes_trains_like_one_process_and_resumes(
-    tmp_path, tiny_config, photo_folder, run_example, run_in_process
+    tmp_path, tiny_config, photo_folder, run_example, run_in_process, free_port
 ):
     """FSDP (examples/accelerate_configs/fsdp.yaml) on 2 gloo processes: validation and evaluation forward passes
     on both processes, sharded checkpoints, the exported model gathered from the shards.
@@ -201,7 +192,7 @@ def test_fsdp_on_two_cpu_processes_trains_like_one_process_and_resumes(
         ]  # fmt: skip
 
     fsdp, one, resumed = tmp_path / "fsdp", tmp_path / "one", tmp_path / "resumed"
-    result = run_example("run_pretrain.py", args(fsdp), launcher=fsdp_launch())
+    result = run_example("run_pretrain.py", args(fsdp), launcher=fsdp_launch(free_port()))
     assert "DistributedType.FSDP" in result.stdout + result.stderr
     run_in_process("run_pretrain.py", args(one) + ["--gradient_accumulation_steps", "2"])
 
@@ -219,12 +210,14 @@ def test_fsdp_on_two_cpu_processes_trains_like_one_process_and_resumes(
     run_example(
         "run_pretrain.py",
         args(resumed) + ["--resume_from_checkpoint", str(fsdp / "checkpoint-2")],
-        launcher=fsdp_launch(),
+        launcher=fsdp_launch(free_port()),
     )
     assert max_difference(resumed, fsdp) <= 1e-6
 
 
-def test_node_local_output_dirs_keep_a_checkpoint_copy_per_node(tmp_path, tiny_config, photo_folder, example_env):
+def test_node_local_output_dirs_keep_a_checkpoint_copy_per_node(
+    tmp_path, tiny_config, photo_folder, example_env, free_port
+):
     """Two "nodes" (one gloo process each, accelerate launch --num_machines 2 --machine_rank 0 / 1) whose
     --output_dir differ, as node-local disks do: each node's copy holds every checkpoint whole; the model folder is
     on node 0. Copies that disagree stop a resume on every node with one line; copies that agree resume exactly."""

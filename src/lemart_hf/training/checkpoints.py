@@ -172,45 +172,84 @@ class CheckpointManager:
 
         Returns the final path. Rotates old checkpoints when a limit is set.
 
+        The save runs in three phases (make the ``.tmp`` folder; every process writes its part; the training state,
+        flush and rename). After each, the processes agree on whether all of them succeeded, so a failure on one
+        (its disk full, a node-local folder read-only) stops every process with the error instead of leaving the
+        others waiting at a barrier forever. (A failure inside a collective of ``accelerator.save_state`` itself,
+        e.g. FSDP gathering a state dict, is beyond this: torch.distributed's own timeout ends that one.)
+
         Raises:
-            CheckpointWriteError: the save failed (full disk, quota, read-only folder); the ``.tmp`` folder is gone
-                and the previous checkpoints are as they were.
+            CheckpointWriteError: the save failed on this or another process (full disk, quota, read-only folder);
+                the ``.tmp`` folder is gone and the previous checkpoints are as they were.
         """
         final = self.output_dir / f"{CHECKPOINT_PREFIX}{state.global_step}"
         temporary = final.with_name(final.name + ".tmp")
         writes = self.writes(accelerator)
-        try:
+
+        def make_folder() -> None:
             if writes:
                 shutil.rmtree(temporary, ignore_errors=True)
                 temporary.mkdir(parents=True)
-            accelerator.wait_for_everyone()
+
+        def write_parts() -> None:
             accelerator.save_state(str(temporary))
             if state.data_position is not None:
                 name = DATA_POSITION_FILE.format(process=accelerator.process_index)
                 (temporary / name).write_text(json.dumps(state.data_position) + "\n", encoding="utf-8")
-            accelerator.wait_for_everyone()  # every process has written its RNG state (and data position)
+
+        def finish() -> None:
             if writes:
                 for name, text in (extra_files or {}).items():
                     (temporary / name).write_text(text, encoding="utf-8")
                 written = dataclasses.replace(state, generation=self.generation)
                 (temporary / TRAINING_STATE_FILE).write_text(written.to_json(), encoding="utf-8")
                 _fsync_tree(temporary)
-        except BaseException as error:  # a full disk, or a second Ctrl-C: leave no partial checkpoint behind
-            if writes:
-                shutil.rmtree(temporary, ignore_errors=True)
-            if isinstance(error, Exception):  # OSError, or how safetensors / torch.save report a failed write
-                cause = " ".join(str(error).split()) or type(error).__name__
-                where = f"{final.name} into {str(self.output_dir)!r}"
-                raise CheckpointWriteError(f"could not write {where}: {cause}") from error
-            raise
+                if final.exists():  # the same step saved before (e.g. a restarted run): replace it
+                    self._discard(final)
+                os.replace(temporary, final)
+                _fsync_dir(self.output_dir)
+
+        for phase in (make_folder, write_parts, finish):
+            error = None
+            try:
+                phase()
+            except BaseException as caught:  # a full disk, or a second Ctrl-C: leave no partial checkpoint behind
+                if writes:
+                    shutil.rmtree(temporary, ignore_errors=True)
+                if not isinstance(caught, Exception):
+                    raise
+                error = caught  # OSError, or how safetensors / torch.save report a failed write
+            self._stop_unless_all_succeeded(accelerator, final, error, temporary if writes else None)
         if writes:
-            if final.exists():  # the same step saved before (e.g. a restarted run): replace it
-                self._discard(final)
-            os.replace(temporary, final)
-            _fsync_dir(self.output_dir)
             self.rotate()
         accelerator.wait_for_everyone()
         return final
+
+    def _stop_unless_all_succeeded(
+        self, accelerator, final: Path, error: Exception | None, temporary: Path | None = None
+    ) -> None:
+        """Every process's verdict on a save phase; raises `CheckpointWriteError` on all of them if any failed.
+
+        ``error``: this process's failure, or None; ``temporary``: the ``.tmp`` folder this process removes when any
+        process failed (None where it writes no folder).
+        """
+        failed = [int(error is not None)]
+        if accelerator.num_processes > 1:
+            import torch
+
+            verdicts = accelerator.gather(torch.tensor(failed, device=accelerator.device))
+            failed = verdicts.tolist()
+        if not any(failed):
+            return
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+        where = f"{final.name} into {str(self.output_dir)!r}"
+        if error is not None:
+            cause = " ".join(str(error).split()) or type(error).__name__
+        else:
+            ranks = ", ".join(str(rank) for rank, flag in enumerate(failed) if flag)
+            cause = f"process {ranks} failed to write its part (its own error says why)"
+        raise CheckpointWriteError(f"could not write {where}: {cause}") from error
 
     def rotate(self) -> list[Path]:
         """Delete the oldest complete checkpoints beyond ``total_limit``; returns the deleted paths."""
