@@ -2,8 +2,8 @@
 """CPU inference paths side by side: torch fp32, torch bf16 (weights cast, as the pipeline's `dtype`; and fp32
 weights under autocast), ONNX Runtime fp32 and ONNX Runtime with int8 dynamic quantization (`export-onnx --int8`).
 
-    python benchmarks/bench_cpu_inference.py                      # paper + tiny, 256 px, batch 1 and 8
-    python benchmarks/bench_cpu_inference.py --configs tiny --batches 8 --paths "ORT int8 (dynamic)" --rounds 5
+    python benchmarks/bench_inference.py                          # paper + tiny, 256 px, batch 1 and 8
+    python benchmarks/bench_inference.py --configs tiny --batches 8 --paths "ORT int8 (dynamic)" --rounds 5
 
 Every round times every path once, round-robin, so load from other processes hits them alike; the best round
 estimates each path's own speed (the median is printed too), and the speed-up column divides torch fp32's best time
