@@ -11,6 +11,10 @@ writes it to ``<output_dir>/results.json`` (with per-image values) and ``results
     python examples/run_eval.py --data_dir ../shared/data --subsets HOutdoor --model MODEL --dtype bf16
     python examples/run_eval.py --data_dir ../shared/data --subsets HOutdoor --model swinih.onnx
 
+    # choosing a setting on the validation split run_finetune.py --validation_fraction 0.1 held out (not on test)
+    python examples/run_eval.py --data_dir ../shared/data --subsets HOutdoor HDiverse --split train \
+        --held_out_fraction 0.1 --model MODEL --transfer_radius 16
+
     # the baselines, no model needed
     python examples/run_eval.py --data_dir ../shared/data --subsets HOutdoor --baseline composite
     python examples/run_eval.py --data_dir ../shared/data --subsets HOutdoor --baseline color_transfer
@@ -30,7 +34,7 @@ from safetensors import SafetensorError
 
 from lemart_hf.baselines import BASELINES, color_transfer_baseline, get_baseline
 from lemart_hf.cli import DTYPES
-from lemart_hf.data import DataFileError, load_iharmony4
+from lemart_hf.data import DataFileError, hold_out_photos, load_iharmony4
 from lemart_hf.evaluation import NonFinitePredictionError, evaluate_harmonization
 from lemart_hf.highres import TRANSFER_METHODS
 from lemart_hf.metrics import PROTOCOLS
@@ -50,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--subsets", nargs="+", default=None, help="Subset folders to score (default: every one found)."
     )
     parser.add_argument("--split", default="test", help="Which list to read: <Subset>_<split>.txt or IHD_<split>.txt.")
+    parser.add_argument(
+        "--held_out_fraction",
+        type=float,
+        default=None,
+        help="Score only the photos that run_finetune.py --validation_fraction F holds out of --split (e.g. "
+        "--split train --held_out_fraction 0.1: its validation split), to choose settings without the test split.",
+    )
     what = parser.add_mutually_exclusive_group()
     what.add_argument(
         "--model",
@@ -81,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=TRANSFER_METHODS,
         default="affine",
         help="How a prediction at the working size reaches the protocol size (lemart_hf.highres).",
+    )
+    parser.add_argument(
+        "--transfer_radius",
+        type=int,
+        default=None,
+        help="Window radius of the affine / offset transfer, in working-size pixels (default: the pipeline's, "
+        "lemart_hf.highres.default_radius).",
     )
     parser.add_argument("--batch_size", type=int, default=16, help="Images per batch per process.")
     parser.add_argument("--num_workers", type=int, default=2, help="DataLoader workers (decoding, resizing).")
@@ -123,11 +141,13 @@ def load_model_predictor(
     working_size: int | None = None,
     highres_method: str = "affine",
     dtype: str | None = None,
+    radius: int | None = None,
 ):
     """AutoModelForImageToImage after `import lemart_hf` (which registers the package's models), with its weights in
-    ``dtype`` ("fp32", "bf16" or "fp16"; default: as saved), or an ONNX export (`lemart_hf.onnx`), run like the "image-harmonization"
-    pipeline: at ``working_size`` (default: the model's image processor size, or the export's), the correction
-    carried to the protocol size by the high-resolution transfer."""
+    ``dtype`` ("fp32", "bf16" or "fp16"; default: as saved), or an ONNX export (`lemart_hf.onnx`), run like the
+    "image-harmonization" pipeline: at ``working_size`` (default: the model's image processor size, or the export's),
+    the correction carried to the protocol size by the high-resolution transfer (window ``radius``: see
+    `lemart_hf.highres.fit_color_transform`)."""
     from transformers import AutoModelForImageToImage
 
     import lemart_hf  # noqa: F401  (registers the Auto classes)
@@ -137,11 +157,11 @@ def load_model_predictor(
     if is_onnx_path(model_name_or_path):
         model = OnnxHarmonizationModel(model_name_or_path)
         size = (working_size, working_size) if working_size else model.working_size
-        return model_predictor(model, size, highres_method), size
+        return model_predictor(model, size, highres_method, radius=radius), size
     model = AutoModelForImageToImage.from_pretrained(model_name_or_path, dtype=DTYPES[dtype] if dtype else "auto")
     model.to(device).eval()
     size = (working_size, working_size) if working_size else model_working_size(model_name_or_path)
-    return model_predictor(model, size, highres_method), size
+    return model_predictor(model, size, highres_method, radius=radius), size
 
 
 def _to_pil(image: torch.Tensor):
@@ -184,7 +204,9 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("nothing to score: give --model PATH_OR_ID or --baseline {composite,color_transfer}")
     if not os.path.isdir(args.data_dir):
         parser.error(f"--data_dir {args.data_dir!r} is not a directory")
-    for name, smallest in (("batch_size", 1), ("num_workers", 0), ("max_samples", 1), ("num_grids", 0)):
+    for name, smallest in (
+        ("batch_size", 1), ("num_workers", 0), ("max_samples", 1), ("num_grids", 0), ("transfer_radius", 1)
+    ):
         value = getattr(args, name)
         if value is not None and value < smallest:
             parser.error(f"--{name} must be >= {smallest}, got {value}")
@@ -200,6 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"--{name} {getattr(args, name)!r} {problem}")
     try:
         dataset = load_iharmony4(args.data_dir, args.subsets, args.split, max_samples=args.max_samples)
+        if args.held_out_fraction is not None:
+            _, dataset = hold_out_photos(dataset, args.held_out_fraction)
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
 
@@ -223,12 +247,18 @@ def main(argv: list[str] | None = None) -> dict:
         title = args.model
         try:
             predict_fn, working_size = load_model_predictor(
-                args.model, accelerator.device, args.working_size, args.highres_method, args.dtype
+                args.model,
+                accelerator.device,
+                args.working_size,
+                args.highres_method,
+                args.dtype,
+                radius=args.transfer_radius,
             )
         except (OSError, ValueError, ImportError, SafetensorError) as error:
             parser.error(f"--model {args.model!r} could not be loaded: {str(error).splitlines()[0]}")
         if working_size is not None:
-            title += f" (working size {working_size[0]}x{working_size[1]}, {args.highres_method} transfer)"
+            radius = f", radius {args.transfer_radius}" if args.transfer_radius else ""
+            title += f" (working size {working_size[0]}x{working_size[1]}, {args.highres_method} transfer{radius})"
         if args.dtype is not None:
             title += f" ({args.dtype})"
 
@@ -252,10 +282,12 @@ def main(argv: list[str] | None = None) -> dict:
         {
             "data_dir": os.path.abspath(args.data_dir),
             "split": args.split,
+            "held_out_fraction": args.held_out_fraction,
             "model": args.model,
             "baseline": args.baseline,
             "working_size": list(working_size) if working_size else None,
             "highres_method": args.highres_method if working_size else None,
+            "transfer_radius": args.transfer_radius if working_size else None,
             "dtype": args.dtype,
         }
     )

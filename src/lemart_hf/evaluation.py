@@ -74,6 +74,7 @@ def model_predictor(
     working_size: int | tuple[int, int] | None = None,
     highres_method: str = "affine",
     *,
+    radius: int | None = None,
     prepared: torch.nn.Module | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A ``predict_fn`` for `evaluate_harmonization` that runs ``model`` the way the "image-harmonization" pipeline
@@ -84,6 +85,7 @@ def model_predictor(
         working_size: the side (or (height, width)) the network runs at, e.g. its image processor's ``size`` or the
             training ``--resolution``. ``None``, or the input's own size: the model runs on the input as it is.
         highres_method: see `highres.TRANSFER_METHODS`.
+        radius: the transfer's window radius in working-size pixels (default: `highres.default_radius`).
         prepared: ``model`` as `Accelerator.prepare` returned it (DDP, FSDP, a DeepSpeed engine), run instead of
             ``model`` (which then only gives the config): its forward pass gathers parameters sharded across the
             processes, so every process must call it, as `evaluate_harmonization` with an accelerator does.
@@ -112,6 +114,7 @@ def model_predictor(
                     small[:3],
                     small[3:],
                     method=highres_method,
+                    radius=radius,
                     prediction_is_blended=blended,
                 )
                 for full, small, predicted in zip(pixel_values.float(), low, prediction)

@@ -163,6 +163,31 @@ def test_model_path(tmp_path):
     assert info.value.code == 2
 
 
+def test_held_out_fraction_scores_the_validation_split_of_run_finetune(tmp_path, capsys):
+    """--held_out_fraction F scores exactly the photos run_finetune.py --validation_fraction F holds out."""
+    from lemart_hf.data import hold_out_photos, load_iharmony4
+
+    tree = make_tree(tmp_path / "tree", subsets=("HFlickr",), per_subset=8)
+    _, held = hold_out_photos(load_iharmony4(str(tree), ["HFlickr"], "test"), 0.3)
+    argv = ["--data_dir", str(tree), "--baseline", "composite", "--num_workers", "0", "--held_out_fraction", "0.3"]
+    result = run_eval.main([*argv, "--output_dir", str(tmp_path / "out")])
+    scored = [row["name"] for row in json.loads((tmp_path / "out" / "results.json").read_text())["per_image"]]
+    assert 0 < len(held) < 8 and sorted(scored) == sorted(held["name"])
+    assert result["held_out_fraction"] == 0.3 and result["table"]["All"]["images"] == len(held)
+    _expect_usage_error(capsys, [*argv[:-1], "1.5"], "held-out fraction must be in [0, 1)")
+
+
+def test_transfer_radius_reaches_the_transfer(tmp_path, capsys):
+    """--transfer_radius sets the window of the affine transfer (the packaged model runs at 128 px, the protocol
+    at 256): the scores move, the radius is recorded and named in the title."""
+    default = _packaged_model_scores(tmp_path, [])
+    wide = _packaged_model_scores(tmp_path, ["--transfer_radius", "16"])
+    assert default["transfer_radius"] is None and wide["transfer_radius"] == 16 and "radius 16" in wide["title"]
+    assert wide["table"]["All"]["fpsnr"] != default["table"]["All"]["fpsnr"]
+    argv = ["--data_dir", str(tmp_path / "tree"), "--model", "x", "--transfer_radius", "0"]
+    _expect_usage_error(capsys, argv, "must be >= 1")
+
+
 def _packaged_model_scores(tmp_path, extra):
     tree = tmp_path / "tree"
     if not tree.exists():
