@@ -285,6 +285,7 @@ def test_cli_refuses_a_corrupt_or_missing_weights_file_in_one_line(model_dir, tm
 def test_a_failed_checkpoint_write_leaves_no_partial_folder(tmp_path):
     class FullDisk:
         is_main_process = True
+        num_processes = 1
 
         def wait_for_everyone(self):
             pass
