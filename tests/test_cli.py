@@ -39,6 +39,23 @@ def test_single_image(model_dir, tmp_path, run_cli):
     assert np.array_equal(result[background], source[background])
 
 
+def test_decoded_photos_are_handed_over_as_uint8(tmp_path):
+    """The CLI decodes each file once into what the pipeline keeps at full size (uint8 for 8-bit files) and drops
+    the PIL images, so a large photo is not held twice; the pipeline reads these as it reads the files."""
+    from collections import deque
+
+    from lemart_hf.cli import _decoded_inputs
+
+    composite, mask = write_pair(tmp_path, "photo", 40, 30)
+    started = deque()
+    inputs = next(_decoded_inputs([(composite, mask, tmp_path / "out.png")], started, None))
+    assert len(started) == 1
+    assert inputs["image"].dtype == torch.uint8 and inputs["image"].shape == (3, 40, 30)
+    assert inputs["mask"].dtype == torch.uint8 and inputs["mask"].shape == (1, 40, 30)
+    assert np.array_equal(inputs["image"].permute(1, 2, 0).numpy(), np.asarray(Image.open(composite)))
+    assert np.array_equal(inputs["mask"][0].numpy(), np.asarray(Image.open(mask)))
+
+
 def test_single_image_options(model_dir, tmp_path, run_cli):
     composite, mask = write_pair(tmp_path, "photo", 40, 30, mask_size=(20, 15))
     output = tmp_path / "harmonized.jpg"

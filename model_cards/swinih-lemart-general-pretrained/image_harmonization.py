@@ -5,6 +5,10 @@ input's own resolution by `highres.transfer_harmonization` (a local affine colou
 size and applied at full size), so a 4096x4096 photo is harmonized without running the network at 4096x4096.
 Outside the mask the output equals the input exactly.
 
+An 8-bit input stays 8-bit at full size: the image and mask are kept as uint8, only strips of rows are converted
+to float, and a PIL output is the input's pixels with the harmonized foreground pasted over them. So an 8000x8000
+photo needs about its own size again (the uint8 copy) plus the output image, not float copies of either.
+
 This file is copied next to the weights by `pipe.save_pretrained`, which `lemart_hf.hub.save_hub_folder` uses to
 write every model folder (with `highres.py` and `image_processing_swinih.py`, linked into this folder for that
 reason), so it imports nothing from lemart_hf.
@@ -21,17 +25,20 @@ from PIL import Image
 from transformers import Pipeline
 from transformers.utils import logging
 
-from .highres import TRANSFER_METHODS, transfer_harmonization
+from .highres import (
+    TRANSFER_METHODS,
+    harmonized_regions,
+    to_working_size,
+    transfer_harmonization,
+)
 from .image_processing_swinih import (
     SwinIHImageProcessor,
     check_finite_prediction,
     is_batch,
     load_image,
-    resize,
     size_dict,
     split_masks,
     to_mask,
-    to_pil,
     to_rgb,
 )
 
@@ -76,6 +83,37 @@ def _flatten(values: Any) -> list[torch.Tensor]:
     return [tensor for value in values for tensor in _flatten(value)]
 
 
+def _full_resolution(
+    composite: torch.Tensor,
+    mask: torch.Tensor,
+    prediction: torch.Tensor,
+    low: torch.Tensor,
+    output_type: str,
+    **options,
+):
+    """The harmonized image at the composite's size, in the form `output_type` asks for, with no full-size float
+    copy of an 8-bit input: a PIL image is the composite's own pixels with the harmonized regions pasted over them;
+    a float output is filled a strip at a time."""
+    height, width, device = *composite.shape[-2:], composite.device
+    if output_type == "pt":
+        out = torch.empty(3, height, width, device=device)
+        return transfer_harmonization(composite, mask, prediction, low[:3], low[3:], out=out, **options)
+    if output_type == "np":  # (3, H, W) view of the (H, W, 3) array that `postprocess` returns
+        out = torch.empty(height, width, 3, device=device).permute(2, 0, 1)
+        return transfer_harmonization(composite, mask, prediction, low[:3], low[3:], out=out, **options)
+    if composite.dtype != torch.uint8:  # 16-bit or float input: rounded to 8 bits a strip at a time
+        out = torch.empty(height, width, 3, dtype=torch.uint8, device=device)
+        transfer_harmonization(composite, mask, prediction, low[:3], low[3:], out=out.permute(2, 0, 1), **options)
+        return Image.fromarray(out.cpu().numpy())
+    image = Image.fromarray(composite.permute(1, 2, 0).cpu().numpy())
+    for top, left, values in harmonized_regions(composite, mask, prediction, low[:3], low[3:], **options):
+        planes = values.clamp_(0, 1).mul_(255).round_().to(torch.uint8).cpu().numpy()  # rounded as `to_pil`
+        # Planar (3, r, c) to PIL: merging three mapped "L" planes is 4x faster than transposing to (r, c, 3).
+        channels = [Image.frombuffer("L", plane.shape[::-1], plane, "raw", "L", 0, 1) for plane in planes]
+        image.paste(Image.merge("RGB", channels), (left, top))
+    return image
+
+
 class ImageHarmonizationPipeline(Pipeline):
     """Harmonize the masked region of a composite so that it matches the rest of the image.
 
@@ -111,6 +149,11 @@ class ImageHarmonizationPipeline(Pipeline):
 
     Guarantees: the output has the input's size; where the mask is 0 it equals the input (as float32, so exactly
     the input's pixels for 8-bit input and `"pil"` output); an all-zero mask returns the input unchanged.
+
+    Memory: an 8-bit input is kept as uint8 at full size (see the module docstring): harmonizing an 8000x8000 photo
+    into a `"pil"` output takes about 0.5 GB beyond the caller's own decoded images (a uint8 copy of the image and
+    mask when they are PIL images, and the output image); `"pt"` / `"np"` outputs are full-size float32 (12 bytes a
+    pixel) by definition.
     """
 
     _load_processor = False
@@ -176,7 +219,7 @@ class ImageHarmonizationPipeline(Pipeline):
         if output_type is not None:
             if output_type not in OUTPUT_TYPES:
                 raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-            postprocess["output_type"] = output_type
+            forward["output_type"] = postprocess["output_type"] = output_type  # the forward makes the output
         return preprocess, forward, postprocess
 
     # ----- the three steps -------------------------------------------------------------------------------------
@@ -193,8 +236,9 @@ class ImageHarmonizationPipeline(Pipeline):
                 "each input must be {'image': ..., 'mask': ...} or an (image, mask) pair; a mask is required, got "
                 f"{type(inputs).__name__}"
             )
-        rgb = to_rgb(_open(image, "image"))
-        alpha = to_mask(_open(mask, "mask"))
+        # 8-bit data stays uint8 (a view where it can be): the full-size path converts strips of rows only.
+        rgb = to_rgb(_open(image, "image"), keep_uint8=True)
+        alpha = to_mask(_open(mask, "mask"), keep_uint8=True)
         if rgb.shape[-2:] != alpha.shape[-2:]:
             if not resize_mask:
                 (height, width), (mask_h, mask_w) = rgb.shape[-2:], alpha.shape[-2:]
@@ -202,17 +246,17 @@ class ImageHarmonizationPipeline(Pipeline):
                     f"image is {width}x{height} but its mask is {mask_w}x{mask_h} (width x height); pass a mask of "
                     "the image's size, or resize_mask=True to resize it"
                 )
-            alpha = resize(alpha, tuple(rgb.shape[-2:])).clamp(0, 1)
+            alpha = to_working_size(alpha, tuple(rgb.shape[-2:])).clamp(0, 1)
         size = size_dict(working_size if working_size is not None else self.image_processor.size)
         height_width = (size["height"], size["width"])
-        # The antialiased resize the processor would do, done here so that the processor gets small tensors (and
-        # no full-size copy of the image is made for it).
+        # The antialiased resize the processor would do (bit for bit), done here so that the processor gets small
+        # float tensors and no full-size float copy is made for it.
         pixel_values = self.image_processor(
-            resize(rgb, height_width), resize(alpha, height_width), size=size, return_tensors="pt"
+            to_working_size(rgb, height_width), to_working_size(alpha, height_width), size=size, return_tensors="pt"
         )["pixel_values"]
         return {"pixel_values": pixel_values, "composite": [rgb], "mask": [alpha]}
 
-    def _forward(self, model_inputs: dict, highres_method: str = "affine") -> dict:
+    def _forward(self, model_inputs: dict, highres_method: str = "affine", output_type: str = "pil") -> dict:
         pixel_values = model_inputs["pixel_values"]
         outputs = self.model(pixel_values=pixel_values.to(self.model.dtype))
         harmonized = outputs.harmonized if hasattr(outputs, "harmonized") else outputs[0]
@@ -223,12 +267,12 @@ class ImageHarmonizationPipeline(Pipeline):
             zip(_flatten(model_inputs["composite"]), _flatten(model_inputs["mask"]))
         ):
             results.append(
-                transfer_harmonization(
+                _full_resolution(
                     composite,
                     mask,
                     harmonized[index].float(),
-                    pixel_values[index, :3].float(),
-                    pixel_values[index, 3:].float(),
+                    pixel_values[index].float(),
+                    output_type,
                     method=highres_method,
                     prediction_is_blended=blended,
                 )
@@ -236,12 +280,10 @@ class ImageHarmonizationPipeline(Pipeline):
         return {"harmonized": results}
 
     def postprocess(self, model_outputs: dict, output_type: str = "pil"):
-        image = _first(model_outputs["harmonized"]).float()
-        if output_type == "pt":
-            return image
+        image = _first(model_outputs["harmonized"])  # made by `_forward` in the form output_type asks for
         if output_type == "np":
-            return image.permute(1, 2, 0).numpy()
-        return to_pil(image)
+            return image.permute(1, 2, 0).numpy()  # a view of an (H, W, 3) array
+        return image
 
 
 __all__ = ["OUTPUT_TYPES", "ImageHarmonizationPipeline"]

@@ -34,7 +34,8 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            return ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # (not a copy: that held the photo twice)
+        return image
     except (FileNotFoundError, IsADirectoryError) as error:
         raise ValueError(f"image file not found: {os.fspath(path)!r}") from error
     except Image.DecompressionBombError as error:
@@ -61,16 +62,37 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
             "a mode 'I' (32-bit integer) image has no defined range; convert it to 'L' (8-bit) or 'I;16', or pass a "
             "uint8 / uint16 / float array"
         )
-    if image.mode not in ("F", "1", "L", "RGB"):
-        image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
-    return np.array(image)  # a writable copy (torch.from_numpy warns about read-only arrays)
+    mode = image.mode
+    if mode not in ("F", "1", "L", "RGB"):
+        mode = "RGBA" if "A" in image.mode or "transparency" in image.info else "RGB"
+    width, height = image.size
+    rows = max(1, (1 << 20) // max(1, width))
+
+    def strip(top: int, bottom: int) -> np.ndarray:
+        part = image if (top, bottom) == (0, height) else image.crop((0, top, width, bottom))
+        return np.asarray(part if part.mode == mode else part.convert(mode))
+
+    if height <= rows:
+        return np.array(strip(0, height))  # a writable copy (torch.from_numpy warns about read-only arrays)
+    # A strip of rows at a time: np.array(image) goes through one bytes copy of the whole image, and Pillow keeps
+    # an RGB image in 4 bytes a pixel, so that held about three times the array at once.
+    first = strip(0, rows)
+    array = np.empty((height, *first.shape[1:]), first.dtype)
+    array[:rows] = first
+    for top in range(rows, height, rows):
+        array[top : top + rows] = strip(top, min(top + rows, height))
+    return array
 
 
-def _array_to_channels_first(array: np.ndarray | torch.Tensor, name: str, zero_one: bool = False) -> torch.Tensor:
+def _array_to_channels_first(
+    array: np.ndarray | torch.Tensor, name: str, zero_one: bool = False, keep_uint8: bool = False
+) -> torch.Tensor:
     """numpy (H, W[, C]) or torch ([C, ]H, W) -> float32 tensor (C, H, W) in [0, 1].
 
     With ``zero_one`` (masks), integer data whose values are all 0 or 1 is taken as is (a 0/1 mask), and other
-    integer dtypes than uint8 / uint16 are accepted when so.
+    integer dtypes than uint8 / uint16 are accepted when so. With ``keep_uint8``, 8-bit data (uint8, bool, a uint8
+    0/1 mask) is returned as uint8 (C, H, W) meaning v / 255 instead (the same values once divided): a view of
+    ``array`` where it is uint8 already, so a full-size photo gets no float copy.
     """
     is_torch = isinstance(array, torch.Tensor)
     tensor = array.detach().cpu() if is_torch else torch.from_numpy(np.ascontiguousarray(array))
@@ -85,11 +107,11 @@ def _array_to_channels_first(array: np.ndarray | torch.Tensor, name: str, zero_o
     else:
         raise ValueError(f"{name} must be 2-D (H, W) or 3-D (C, H, W) / (H, W, C), got shape {tuple(array.shape)}")
     if tensor.dtype == torch.bool:
-        return tensor.float()
+        return tensor.to(torch.uint8) * 255 if keep_uint8 else tensor.float()
     if zero_one and not tensor.is_floating_point() and tensor.numel() and 0 <= tensor.min() and tensor.max() <= 1:
-        return tensor.float()
+        return tensor * 255 if keep_uint8 and tensor.dtype == torch.uint8 else tensor.float()
     if tensor.dtype == torch.uint8:
-        return tensor.float() / 255.0
+        return tensor if keep_uint8 else tensor.float() / 255.0
     if tensor.dtype == torch.uint16:
         return tensor.float() / 65535.0
     if not tensor.is_floating_point():
@@ -104,13 +126,14 @@ def _array_to_channels_first(array: np.ndarray | torch.Tensor, name: str, zero_o
     return tensor.clamp(0, 1)
 
 
-def to_tensor(image, name: str = "image", mask: bool = False) -> torch.Tensor:
+def to_tensor(image, name: str = "image", mask: bool = False, keep_uint8: bool = False) -> torch.Tensor:
     """Any supported image-like input -> float32 tensor (C, H, W) in [0, 1], C in {1, 3, 4}, on the CPU.
 
     Accepts a path, a PIL image (any mode, 16-bit grayscale included, EXIF orientation applied), a numpy
     array (H, W), (H, W, C) or a torch tensor (C, H, W), (H, W); uint8 / uint16 / bool / float in [0, 1] (a float
     PIL image, mode "F", too). With ``mask``, the mask rules of the module docstring apply (0/1 integer masks,
-    palette masks by index).
+    palette masks by index). With ``keep_uint8``, 8-bit inputs come back as uint8 (C, H, W), v meaning v / 255
+    (for a numpy array or tensor, a view of it), other inputs as float32.
     """
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
@@ -118,9 +141,9 @@ def to_tensor(image, name: str = "image", mask: bool = False) -> torch.Tensor:
         if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
             image = ImageOps.exif_transpose(image)
         array = np.array(image) != 0 if mask and image.mode == "P" else _pil_to_array(image)
-        tensor = _array_to_channels_first(array, name, zero_one=mask)
+        tensor = _array_to_channels_first(array, name, zero_one=mask, keep_uint8=keep_uint8)
     elif isinstance(image, (np.ndarray, torch.Tensor)):
-        tensor = _array_to_channels_first(image, name, zero_one=mask)
+        tensor = _array_to_channels_first(image, name, zero_one=mask, keep_uint8=keep_uint8)
     else:
         raise ValueError(f"{name} must be a path, PIL image, numpy array or torch tensor, got {type(image).__name__}")
     if tensor.shape[-1] == 0 or tensor.shape[-2] == 0:
@@ -128,24 +151,36 @@ def to_tensor(image, name: str = "image", mask: bool = False) -> torch.Tensor:
     return tensor
 
 
-def to_rgb(image) -> torch.Tensor:
-    """Image-like -> (3, H, W) in [0, 1]: grayscale replicated, alpha dropped."""
-    tensor = to_tensor(image, "image")
+def to_rgb(image, keep_uint8: bool = False) -> torch.Tensor:
+    """Image-like -> (3, H, W) in [0, 1]: grayscale replicated, alpha dropped.
+
+    With ``keep_uint8``, an 8-bit image stays uint8 (v meaning v / 255) and is not copied again: a (3, H, W) view
+    (channels of an (H, W, 3) array, a grayscale channel repeated by stride 0)."""
+    tensor = to_tensor(image, "image", keep_uint8=keep_uint8)
+    if tensor.dtype == torch.uint8:
+        return tensor.expand(3, -1, -1) if tensor.shape[0] == 1 else tensor[:3]
     if tensor.shape[0] == 1:
         return tensor.expand(3, -1, -1).contiguous()
     return tensor[:3].contiguous()
 
 
-def to_mask(mask) -> torch.Tensor:
+def to_mask(mask, keep_uint8: bool = False) -> torch.Tensor:
     """Mask-like -> (1, H, W) in [0, 1] (soft values kept), 1 = the region to harmonize.
 
     An integer mask whose values are all 0 or 1 is a 0/1 mask (not 0 and 1/255); a palette (mode "P") mask is 1
     wherever its index is not 0. An RGB mask is averaged over its channels. An RGBA mask is its alpha channel where
     that has any transparency (a cut-out: opaque on the object), else the average of its RGB channels.
+    With ``keep_uint8``, a mask with one 8-bit channel (or that alpha) comes back as uint8 (1, H, W), 255 = 1; one
+    averaged over channels, or not 8-bit, as float32.
     """
-    tensor = to_tensor(mask, "mask", mask=True)
+    tensor = to_tensor(mask, "mask", mask=True, keep_uint8=keep_uint8)
     if tensor.shape[0] == 4:
-        tensor = tensor[3:] if bool((tensor[3] < 1).any()) else tensor[:3]
+        opaque = 255 if tensor.dtype == torch.uint8 else 1
+        tensor = tensor[3:] if bool((tensor[3] < opaque).any()) else tensor[:3]
+    if tensor.dtype == torch.uint8:
+        if tensor.shape[0] == 1:
+            return tensor
+        tensor = tensor.float() / 255.0  # (the float path's values: an average of 8-bit levels is not one)
     return tensor.mean(dim=0, keepdim=True)
 
 

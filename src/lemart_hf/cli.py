@@ -351,20 +351,28 @@ def _decoded_inputs(
 ) -> Iterator[dict]:
     """Pipeline inputs for ``jobs``, each composite and mask decoded once here, appended to ``started`` in the order
     they are yielded (the pipeline keeps that order). A job whose files cannot be decoded ends the run, or with a
-    ``skipped`` list (folder mode) is described there, with a counted warning, and left out."""
-    from .models.swinih.image_processing_swinih import load_image
+    ``skipped`` list (folder mode) is described there, with a counted warning, and left out.
+
+    The decoded images are handed over as the pipeline keeps them (8-bit data as uint8 tensors) and the PIL images
+    dropped, so that a large photo is not held twice (Pillow keeps RGB in 4 bytes a pixel) while it is harmonized."""
+    from .models.swinih.image_processing_swinih import load_image, to_mask, to_rgb
 
     for job in jobs:
         composite, mask, _ = job
         try:
-            inputs = {"image": load_image(composite), "mask": load_image(mask)}
+            image, alpha = load_image(composite), load_image(mask)
         except ValueError as error:
             if skipped is None:
                 raise InputError(str(error)) from error
             _skip(error, skipped)
             continue
         started.append(job)
+        rgb = to_rgb(image, keep_uint8=True)
+        del image  # before the mask's array is made: the decoded photo is never held twice with both masks
+        inputs = {"image": rgb, "mask": to_mask(alpha, keep_uint8=True)}
+        del rgb, alpha
         yield inputs
+        del inputs
 
 
 # ----- export-onnx ----------------------------------------------------------------------------------------------

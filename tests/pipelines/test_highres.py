@@ -12,6 +12,8 @@ from lemart_hf.highres import (
     apply_color_transform,
     default_radius,
     fit_color_transform,
+    harmonized_regions,
+    to_working_size,
     transfer_harmonization,
 )
 
@@ -152,3 +154,66 @@ def test_bad_arguments():
         transfer_harmonization(image, mask, image, method="bicubic")
     with pytest.raises(ValueError, match="same size"):
         transfer_harmonization(image, mask[:, :10], image)
+
+
+# ----- 8-bit inputs: converted a strip of rows at a time --------------------------------------------------------
+def as_uint8(image: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) float -> uint8, as the pipeline holds a photo: a (C, H, W) view of an (H, W, C) array."""
+    return (image * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("size, low", [((300, 257), (64, 80)), ((37, 500), (64, 64)), ((64, 200), (64, 80))])
+def test_working_size_copy_of_8bit_data_is_the_processors_resize(size, low):
+    """`to_working_size` resizes strips of rows along the columns, then the rows; PyTorch's antialiased resize is
+    separable in that order, so this is the image processor's resize of `v / 255` bit for bit (what keeps 8-bit and
+    float inputs of the pipeline giving the same output)."""
+    for image in (as_uint8(photo_like(*size)), as_uint8(blob_mask(*size))):
+        expected = F.interpolate(
+            (image.float() / 255)[None], size=low, mode="bilinear", align_corners=False, antialias=True
+        )[0]
+        assert torch.equal(to_working_size(image, low, max_strip_elements=image.shape[0] * size[1] * 7), expected)
+
+
+@pytest.mark.parametrize("method", ["affine", "offset", "resize"])
+def test_8bit_inputs_give_the_float_result_and_an_exact_background(scene, method):
+    """A uint8 composite and mask give what their float versions `v / 255` give; into a uint8 `out` that result is
+    rounded as the pipeline's PIL conversion rounds it (so an 8-bit PIL output is the same image either way; the
+    issue asked for at most 1 level: it is 0), and the background is the input's bytes."""
+    _, composite, mask, *_ = scene
+    composite8, mask8 = as_uint8(composite), as_uint8(mask)
+    composite, mask = composite8.float() / 255, mask8.float() / 255
+    composite_low, mask_low = to_working_size(composite8, (64, 80)), to_working_size(mask8, (64, 80))
+    prediction = (mask_low * recolour(composite_low) + (1 - mask_low) * composite_low).clamp(0, 1)
+    expected = transfer_harmonization(composite, mask, prediction, composite_low, mask_low, method=method)
+    strips = {"max_strip_elements": 12 * 320 * 7}  # many strips, some cut inside a run of rows
+    output = transfer_harmonization(composite8, mask8, prediction, composite_low, mask_low, method=method, **strips)
+    assert torch.equal(output, expected)
+    out = torch.empty(256, 320, 3, dtype=torch.uint8)
+    transfer_harmonization(
+        composite8, mask8, prediction, composite_low, mask_low, method=method, out=out.permute(2, 0, 1), **strips
+    )
+    rounded = (expected.clamp(0, 1) * 255).round().to(torch.uint8)
+    assert int((out.permute(2, 0, 1).int() - rounded.int()).abs().max()) <= 1
+    assert torch.equal(out.permute(2, 0, 1), rounded)  # measured: 0 levels
+    background = mask8[0] == 0
+    assert background.any() and torch.equal(out.permute(2, 0, 1)[:, background], composite8[:, background])
+    # With the default working-size copies (no composite_low / mask_low), uint8 and float agree too.
+    assert torch.equal(
+        transfer_harmonization(composite8, mask8, prediction, method=method),
+        transfer_harmonization(composite, mask, prediction, method=method),
+    )
+
+
+def test_regions_cover_the_foreground_and_leave_the_rest_to_the_composite(scene):
+    _, composite, mask, composite_low, mask_low, oracle = scene
+    expected = transfer_harmonization(composite, mask, oracle, composite_low, mask_low)
+    covered = torch.zeros(mask.shape[-2:], dtype=torch.int32)
+    rebuilt = composite.clone()
+    for top, left, values in harmonized_regions(composite, mask, oracle, composite_low, mask_low):
+        rows, columns = slice(top, top + values.shape[-2]), slice(left, left + values.shape[-1])
+        covered[rows, columns] += 1
+        rebuilt[:, rows, columns] = values
+    assert covered.max() == 1 and bool((covered[mask[0] > 0] == 1).all())  # no overlap, every foreground pixel
+    assert covered.sum() < mask[0].numel()  # cut to the foreground's columns
+    assert torch.equal(rebuilt, expected)
+    assert list(harmonized_regions(composite, torch.zeros_like(mask), oracle)) == []

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -120,7 +122,54 @@ def test_output_types(pipe, make_pair, output_type):
         reference = torch.from_numpy(image).permute(2, 0, 1).float() / 255
         assert torch.equal(output[:, background], reference[:, background])
     else:
-        assert output.shape == (31, 47, 3) and output.dtype == np.float32
+        assert output.shape == (31, 47, 3) and output.dtype == np.float32 and output.flags.c_contiguous
+        assert np.array_equal(output, pipe(image, mask, output_type="pt").permute(1, 2, 0).numpy())
+
+
+@pytest.mark.parametrize("method", ["affine", "offset", "resize"])
+def test_8bit_and_float_inputs_give_the_same_outputs(pipe, make_pair, method):
+    """A uint8 input stays uint8 at full size (strips converted, PIL output pasted over its pixels); a float input
+    goes through float tensors. Both give the same float result, and the PIL output is that result rounded."""
+    image, mask = make_pair(130, 170)
+    as_float = (image.astype(np.float32) / 255, mask.astype(np.float32) / 255)
+    options = {"highres_method": method}
+    float_pt = pipe(*as_float, output_type="pt", **options)
+    assert torch.equal(pipe(image, mask, output_type="pt", **options), float_pt)
+    assert np.array_equal(pipe(image, mask, output_type="np", **options), float_pt.permute(1, 2, 0).numpy())
+    rounded = (float_pt.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    for inputs in ((image, mask), as_float, (Image.fromarray(image), Image.fromarray(mask))):
+        assert np.array_equal(np.asarray(pipe(*inputs, **options)), rounded)
+
+
+class _LargestFloatTensor(TorchDispatchMode):
+    """Records the most elements of any floating-point tensor an operation returns while it is active."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        for value in tree_leaves(result):
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                self.largest = max(self.largest, value.numel())
+        return result
+
+
+def test_an_8bit_photo_gets_no_full_size_float_copy(pipe, make_pair):
+    """Structural memory check: harmonizing an 8-bit photo into a PIL image creates no float tensor of even one
+    full-size channel (H x W); strips only. A float input, which is full-size float by definition, shows that the
+    probe sees such tensors."""
+    height, width = 2048, 1536
+    image, mask = make_pair(height, width)
+    image, mask = Image.fromarray(image), Image.fromarray(mask)
+    with _LargestFloatTensor() as probe:
+        output = pipe(image, mask)
+    assert output.size == (width, height)
+    assert 0 < probe.largest < height * width // 2
+    with _LargestFloatTensor() as probe:
+        pipe(np.asarray(image, dtype=np.float32) / 255, mask)
+    assert probe.largest >= 3 * height * width
 
 
 # ----- sizes and the background ---------------------------------------------------------------------------------

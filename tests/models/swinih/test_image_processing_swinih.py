@@ -181,3 +181,74 @@ def test_processor_output_feeds_the_model_directly():
         outputs = model(**inputs)
     (image,) = processor.post_process_harmonization(outputs, inputs["original_sizes"])
     assert image.size == (W, H)
+
+
+# ----- keep_uint8: what the pipeline keeps of a full-size input ----------------------------------------------------
+@pytest.mark.parametrize(
+    "make_image",
+    [
+        lambda a: a,  # numpy uint8 HWC: a view, no copy
+        lambda a: torch.from_numpy(a).permute(2, 0, 1),  # torch uint8 CHW
+        lambda a: Image.fromarray(a),
+        lambda a: Image.fromarray(a).convert("RGBA"),
+        lambda a: Image.fromarray(a).convert("L"),
+        lambda a: Image.fromarray(a[..., 0] > 128),  # mode "1"
+        lambda a: Image.fromarray(a).quantize(16),  # palette
+        lambda a: Image.fromarray(a).convert("CMYK"),
+        lambda a: a.astype(np.uint16) * 257,  # 16-bit: stays float
+        lambda a: a.astype(np.float32) / 255,
+    ],
+)
+def test_keep_uint8_images_are_the_float_conversion_without_a_float_copy(make_image):
+    from lemart_hf.models.swinih.image_processing_swinih import to_rgb
+
+    image = make_image(rgb_array())
+    kept, reference = to_rgb(image, keep_uint8=True), to_rgb(image)
+    assert kept.shape == reference.shape == (3, H, W)
+    if kept.dtype == torch.uint8:
+        assert torch.equal(kept.float() / 255, reference)
+    else:
+        assert kept.dtype == torch.float32 and torch.equal(kept, reference)
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8:
+        assert np.shares_memory(kept.numpy(), image)
+
+
+@pytest.mark.parametrize(
+    "make_mask, dtype",
+    [
+        (lambda m: m, torch.uint8),  # 0 / 255
+        (lambda m: m > 0, torch.uint8),  # bool
+        (lambda m: (m > 0).astype(np.uint8), torch.uint8),  # a 0/1 mask
+        (lambda m: Image.fromarray(m), torch.uint8),  # "L"
+        (lambda m: Image.fromarray((m > 0).astype(np.uint8) * 3).convert("P"), torch.uint8),  # palette: index != 0
+        (lambda m: Image.fromarray(np.dstack([np.full((H, W, 3), 255, np.uint8), m]), "RGBA"), torch.uint8),
+        (lambda m: Image.fromarray(np.dstack([m, m, m, np.full((H, W), 255, np.uint8)]), "RGBA"), torch.float32),
+        (lambda m: np.repeat(m[..., None], 3, axis=-1), torch.float32),  # 3 channels: averaged
+        (lambda m: m.astype(np.float32) / 255, torch.float32),
+        (lambda m: (m > 0).astype(np.int64), torch.float32),
+    ],
+)
+def test_keep_uint8_masks_are_the_float_conversion(make_mask, dtype):
+    from lemart_hf.models.swinih.image_processing_swinih import to_mask
+
+    soft = mask_array().copy()
+    soft[10:30, 5] = 77  # a soft edge
+    mask = make_mask(soft)
+    kept, reference = to_mask(mask, keep_uint8=True), to_mask(mask)
+    assert kept.shape == reference.shape == (1, H, W) and kept.dtype == dtype
+    assert torch.equal(kept.float() / 255 if dtype == torch.uint8 else kept, reference)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "I;16", "F"])
+def test_large_pil_images_convert_a_strip_at_a_time_to_the_same_array(mode):
+    from lemart_hf.models.swinih.image_processing_swinih import _pil_to_array
+
+    rng = np.random.default_rng(2)
+    array = rng.integers(0, 256, (1100, 2048, 3), dtype=np.uint8)  # 1 Mpx strips: 3 of them
+    image = Image.fromarray(array).convert("RGBA" if mode == "P" else mode)
+    if mode == "P":
+        image = image.convert("RGB").quantize(64)
+    elif mode in ("I;16", "F"):
+        image = Image.fromarray(array[..., 0].astype(np.uint16 if mode == "I;16" else np.float32) * 3)
+    expected = np.array(image.convert("RGB") if mode == "P" else image)
+    assert np.array_equal(_pil_to_array(image), expected)
