@@ -181,9 +181,9 @@ def test_transfer_radius_reaches_the_transfer(tmp_path, capsys):
     """--transfer_radius sets the window of the affine transfer (the packaged model runs at 128 px, the protocol
     at 256): the scores move, the radius is recorded and named in the title."""
     default = _packaged_model_scores(tmp_path, [])
-    wide = _packaged_model_scores(tmp_path, ["--transfer_radius", "16"])
-    assert default["transfer_radius"] is None and wide["transfer_radius"] == 16 and "radius 16" in wide["title"]
-    assert wide["table"]["All"]["fpsnr"] != default["table"]["All"]["fpsnr"]
+    narrow = _packaged_model_scores(tmp_path, ["--transfer_radius", "1"])
+    assert default["transfer_radius"] is None and narrow["transfer_radius"] == 1 and "radius 1)" in narrow["title"]
+    assert narrow["table"]["All"]["fpsnr"] != default["table"]["All"]["fpsnr"]
     argv = ["--data_dir", str(tmp_path / "tree"), "--model", "x", "--transfer_radius", "0"]
     _expect_usage_error(capsys, argv, "must be >= 1")
 

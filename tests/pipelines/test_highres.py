@@ -145,7 +145,7 @@ def test_box_filter_matches_average_pooling():
 
 
 def test_default_radius_scales_with_the_working_size():
-    assert default_radius((256, 256)) == 2 and default_radius((512, 384)) == 3 and default_radius((16, 16)) == 1
+    assert default_radius((256, 256)) == 32 and default_radius((128, 96)) == 12 and default_radius((4, 4)) == 1
 
 
 def test_bad_arguments():
