@@ -2,16 +2,20 @@
 """SwinIH speed benchmark: throughput, peak memory, exact FLOPs and FLOP/s against this machine's matmul rate.
 
 Every number is measured side by side in one run: each round times every variant once (round-robin) plus a dense
-matmul (fp32 2048^3 on CPU, bf16 8192^3 on GPU), so load from other processes hits all of them alike. Reported:
-the best round (other processes only ever slow a run down) and the median round.
+matmul in each variant's arithmetic (2048^3 on CPU, 8192^3 on GPU; fp32, or bf16 for bf16 variants), so load from
+other processes hits all of them alike. Reported: the best round (other processes only ever slow a run down) and the
+median round.
 
     python benchmarks/bench_model.py                                   # CPU, paper + tiny, 256 / 512 (+1024 fwd)
     python benchmarks/bench_model.py --device cuda --dtype bf16 --compile
+    python benchmarks/bench_model.py --dtype bf16 --configs paper,tiny --sizes 64,128,256 --no-eager  # CPU bf16 vs fp32
     python benchmarks/bench_model.py --configs tiny --sizes 128,256 --modes train --baseline 2a17b49
 
 Variants: `sdpa` (the model as shipped), `eager` (the reference attention, `attn_implementation="eager"`; skipped
 where its attention matrices would not fit in memory), `baseline` (`--baseline REV`: modeling_swinih.py from that
-git revision, same weights), `compiled` (`--compile`: torch.compile of `sdpa`).
+git revision, same weights), `compiled` (`--compile`: torch.compile of `sdpa`). With `--dtype bf16` (autocast) also
+`fp32` (the same model in fp32: its 'sdpa x' is the bf16 / fp32 speed-up) and, for inference, `cast` (bf16 weights
+and inputs, no autocast: the pipeline's `dtype=torch.bfloat16`).
 FLOPs are counted exactly with `torch.utils.flop_counter.FlopCounterMode` on the meta device (matmuls, convolutions
 and attention; SDPA decomposes into its two batched matmuls there), forward and forward+backward.
 """
@@ -40,7 +44,7 @@ import torch.nn.functional as F  # noqa: E402
 from code_versions import REPO, import_as_package, package_name, sources_at_revision  # noqa: E402
 
 SWINIH_DIR = REPO / "src" / "lemart_hf" / "models" / "swinih"
-MODEL_FILES = ("configuration_swinih.py", "modeling_swinih.py", "modeling_harmonization.py")
+MODEL_FILES = ("configuration_harmonization.py", "configuration_swinih.py", "modeling_swinih.py", "modeling_harmonization.py")
 # paper: SwinIH as published; tiny: the 2.1 M-parameter CPU preset; local: SwinIH-Local (the paper config without its
 # global layer), where the eager reference still fits in memory at 512x512 for a like-for-like SDPA / eager ratio.
 CONFIGS = {"paper": "swinih-base", "tiny": "swinih-tiny", "local": "swinih-local"}
@@ -62,7 +66,8 @@ def load_swinih():
 
 def load_baseline(rev: str):
     """modeling_swinih.py (and its two siblings) as of git revision `rev`, imported as a separate package."""
-    folder = {"modeling_harmonization.py": "src/lemart_hf/models/"}
+    shared = "src/lemart_hf/models/"  # the model folder links these two
+    folder = {"modeling_harmonization.py": shared, "configuration_harmonization.py": shared}
     paths = {name: folder.get(name, "src/lemart_hf/models/swinih/") + name for name in MODEL_FILES}
     return import_as_package(package_name("swinih_baseline", rev), sources_at_revision(rev, paths), "modeling_swinih")
 
@@ -126,7 +131,7 @@ def available_memory(device) -> int:
 
 
 def matmul_rate(device, dtype) -> float:
-    """FLOP/s of one dense square matmul in the benchmark's dtype (fp32 2048^3 on CPU, 8192^3 on GPU)."""
+    """FLOP/s of one dense square matmul in `dtype` (2048^3 on CPU, 8192^3 on GPU)."""
     n = 8192 if device.type == "cuda" else 2048
     reps = 10 if device.type == "cuda" else 1
     a = torch.randn(n, n, device=device, dtype=dtype)
@@ -167,10 +172,14 @@ def eager_attention_bytes(preset: str, size: int, batch: int, module, train: boo
 
 
 def make_step(model, device, dtype, train: bool, size: int, batch: int):
+    """One timed step. `dtype` bf16: under autocast (fp32 weights); "cast": bf16 weights and inputs, no autocast (the
+    pipeline's `dtype=torch.bfloat16`); fp32: plain."""
     generator = torch.Generator(device="cpu").manual_seed(0)
     pixel_values = torch.rand(batch, 4, size, size, generator=generator).to(device)
     pixel_values[:, 3] = (pixel_values[:, 3] > 0.5).float()
     labels = torch.rand(batch, 3, size, size, generator=generator).to(device)
+    if dtype == "cast":
+        pixel_values, labels = pixel_values.bfloat16(), labels.bfloat16()
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16) if dtype == torch.bfloat16 else contextlib.nullcontext()
     )
@@ -222,17 +231,31 @@ def run_case(args, module, baseline, config_name, size, batch, mode, device, dty
         variants["baseline"] = build_model(baseline, preset, "sdpa", device, dtype)
     if args.compile:
         variants["compiled"] = torch.compile(build_model(module, preset, "sdpa", device, dtype))
+    # bf16 runs are compared with fp32 in the same rounds, and inference also with bf16 weights (no autocast).
+    step_dtype = dict.fromkeys(variants, dtype)
+    if dtype == torch.bfloat16:
+        variants["fp32"] = build_model(module, preset, "sdpa", device, dtype)
+        step_dtype["fp32"] = torch.float32
+        if not train:
+            variants["cast"] = build_model(module, preset, "sdpa", device, dtype)
+            step_dtype["cast"] = "cast"
     for name, model in variants.items():
         (model._orig_mod if hasattr(model, "_orig_mod") else model).load_state_dict(state)
+        if step_dtype[name] == "cast":
+            model.to(torch.bfloat16)
 
     # FLOPs each variant really executes (the shipped path skips the scores Swin's shift mask would zero out).
     flops_of = {"sdpa": count_flops(module, preset, size, batch, train)}
-    flops_of["compiled"] = flops_of["sdpa"]
+    flops_of["compiled"] = flops_of["fp32"] = flops_of["cast"] = flops_of["sdpa"]
     if "eager" in variants:
         flops_of["eager"] = count_flops(module, preset, size, batch, train, attn="eager")
     if "baseline" in variants:
-        flops_of["baseline"] = count_flops(baseline, preset, size, batch, train)
-    steps = {name: make_step(model, device, dtype, train, size, batch) for name, model in variants.items()}
+        try:
+            flops_of["baseline"] = count_flops(baseline, preset, size, batch, train)
+        except NotImplementedError:  # older code read its inputs' values, which the meta device does not have
+            flops_of["baseline"] = flops_of["sdpa"]
+            notes.append("baseline FLOPs taken as the shipped model's (its code cannot run on the meta device)")
+    steps = {name: make_step(model, device, step_dtype[name], train, size, batch) for name, model in variants.items()}
     peaks = {}
     for name, step in list(steps.items()):  # warm-up (compilation, caches), and the memory peak of one step
         try:
@@ -252,17 +275,22 @@ def run_case(args, module, baseline, config_name, size, batch, mode, device, dty
                 torch.cuda.empty_cache()
 
     times = {name: [] for name in steps}
-    rates = [matmul_rate(device, dtype)]
+    # The matmul reference of each row is in its own arithmetic: fp32 for the fp32 row, bf16 for the others.
+    matmul_dtype = {name: torch.float32 if step_dtype[name] == torch.float32 else torch.bfloat16 for name in steps}
+    if dtype == torch.float32:
+        matmul_dtype = dict.fromkeys(steps, torch.float32)
+    rates = {d: [matmul_rate(device, d)] for d in set(matmul_dtype.values())}
     for _ in range(rounds):
         for name, step in steps.items():
             times[name].append(timed(step, device))
-        rates.append(matmul_rate(device, dtype))
+        for d in rates:
+            rates[d].append(matmul_rate(device, d))
     # Load from other processes only ever slows a run down: the best of the rounds is the estimate of the code's own
     # speed (as `timeit` does), for the matmul reference as for the model. Medians are kept for the record.
-    rate = max(rates)
     rows = []
     for name, samples in times.items():
         seconds, flops = min(samples), flops_of[name]
+        rate = max(rates[matmul_dtype[name]])
         rows.append(
             {
                 "config": config_name,
@@ -277,7 +305,7 @@ def run_case(args, module, baseline, config_name, size, batch, mode, device, dty
                 "gflop_s": flops / seconds / 1e9,
                 "pct_matmul": 100 * flops / seconds / rate,
                 "matmul_gflop_s": rate / 1e9,
-                "matmul_gflop_s_median": statistics.median(rates) / 1e9,
+                "matmul_gflop_s_median": statistics.median(rates[matmul_dtype[name]]) / 1e9,
                 "peak_mb": peaks[name] / 2**20,
                 "rounds": len(samples),
             }
@@ -519,6 +547,9 @@ def main(argv=None):
         return []
 
     default_batch = {
+        ("paper", 64): 8 if device.type == "cpu" else 128,
+        ("paper", 128): 2 if device.type == "cpu" else 64,
+        ("tiny", 64): 16 if device.type == "cpu" else 256,
         ("paper", 256): 1 if device.type == "cpu" else 32,
         ("paper", 512): 1 if device.type == "cpu" else 8,
         ("paper", 1024): 1,

@@ -227,9 +227,30 @@ class SwinIHAttention(nn.Module):
         if not is_global:
             table_side = 2 * config.window_size - 1
             self.relative_position_bias_table = nn.Parameter(torch.zeros(table_side * table_side, num_heads))
+            self._bias_cache: dict[tuple, tuple[torch.Tensor, int, torch.Tensor]] = {}  # see _relative_bias
 
     def _relative_bias(self, window: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
-        """Relative position bias (heads, N, N), contiguous, gathered once per forward (not per window)."""
+        """Relative position bias (heads, N, N), contiguous, gathered once per forward (not per window).
+
+        Without autograd (inference) the gathered bias is kept per (window, dtype) until the table changes: with the
+        paper's 32x32 windows it is 1-16 M entries per layer, and gathering it (mostly faulting in fresh pages) took
+        a fifth of a bf16 forward on CPU. With autograd it is gathered anew, so the gradient reaches the table.
+        """
+        if torch.compiler.is_compiling():
+            return self._gather_relative_bias(window, dtype)
+        if torch.is_grad_enabled():
+            self._bias_cache.clear()
+            return self._gather_relative_bias(window, dtype)
+        table = self.relative_position_bias_table
+        key = (window, dtype, table.device)
+        cached = self._bias_cache.get(key)
+        # Kept beside the bias: the table's storage (alive, so a moved or re-cast table never reuses its address) and
+        # version (bumped by in-place updates: load_state_dict, an optimizer step). Either change gathers anew.
+        if cached is None or cached[0].data_ptr() != table.data_ptr() or cached[1] != table._version:
+            cached = self._bias_cache[key] = (table.detach(), table._version, self._gather_relative_bias(window, dtype))
+        return cached[2]
+
+    def _gather_relative_bias(self, window: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
         table = self.relative_position_bias_table
         table_window = self.config.window_size
         (index,) = _cached_constant(

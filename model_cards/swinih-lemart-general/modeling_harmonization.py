@@ -47,13 +47,14 @@ def check_unit_range(**tensors: torch.Tensor | None) -> None:
     """`ValueError` unless every given float tensor is finite with values in [0, 1] (a 1e-3 tolerance).
 
     Catches 8-bit data passed as float (0..255), integer tensors and NaN / inf before they become a silently wrong
-    prediction or loss. One read-back from the device for all of them; skipped while `torch.compile` traces.
+    prediction or loss. One read-back from the device for all of them; skipped while `torch.compile` traces and for
+    tensors without data (the meta device, where FLOPs are counted).
     """
     given = {name: tensor for name, tensor in tensors.items() if tensor is not None}
     for name, tensor in given.items():
         if not tensor.is_floating_point():
             raise ValueError(f"{name} must be a float tensor with values in [0, 1], got {tensor.dtype}")
-    given = {name: tensor for name, tensor in given.items() if tensor.numel()}
+    given = {name: tensor for name, tensor in given.items() if tensor.numel() and not tensor.is_meta}
     if not given or torch.compiler.is_compiling():
         return
     bounds = torch.stack([torch.stack(torch.aminmax(t.detach())).float() for t in given.values()]).tolist()

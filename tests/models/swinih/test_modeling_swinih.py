@@ -264,6 +264,35 @@ def test_constants_cached_under_inference_mode_work_in_training():
     model.train()(pixel_values, labels=torch.rand(2, 3, 32, 32)).loss.backward()
 
 
+def test_relative_bias_kept_for_inference_follows_every_change_of_the_table():
+    model = small_model()
+    fresh = small_model()
+    pixel_values = make_inputs(height=40, width=56)
+
+    def harmonize(m):
+        with torch.inference_mode():
+            return m(pixel_values).harmonized
+
+    harmonize(model)  # fills the kept biases
+    tables = [p for name, p in model.named_parameters() if name.endswith("relative_position_bias_table")]
+    with torch.no_grad():  # in place, as an optimizer step does
+        for table in tables:
+            table.add_(torch.randn_like(table))
+    fresh.load_state_dict(model.state_dict())
+    torch.testing.assert_close(harmonize(model), harmonize(fresh), atol=0, rtol=0)
+
+    fresh.load_state_dict(small_model().state_dict())  # load_state_dict copies in place
+    model.load_state_dict(fresh.state_dict())
+    torch.testing.assert_close(harmonize(model), harmonize(fresh), atol=0, rtol=0)
+
+    for m in (model, fresh):  # new storage for every table, same dtype as the kept biases, values rounded
+        m.to(torch.bfloat16).to(torch.float32)
+    torch.testing.assert_close(harmonize(model), harmonize(fresh), atol=0, rtol=0)
+
+    model.train()(pixel_values, labels=torch.rand(2, 3, 40, 56)).loss.backward()  # training gathers with autograd
+    assert all(table.grad is not None and table.grad.abs().sum() > 0 for table in tables)
+
+
 def test_torch_compile_has_no_graph_breaks():
     import torch._dynamo
 
