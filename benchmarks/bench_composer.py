@@ -207,7 +207,8 @@ def main() -> None:
         f"{args.batch_size} composites of {args.resolution}x{args.resolution}, "
         f"best of {args.rounds} alternating rounds; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
-        f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}"
+        f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} (the training scripts set PASSIVE)"
     )
     width = max(len(name) for name, _, _ in rows)
     print(f"{'method':<{width}}  {'composites/s':>12}  {'ratio':>6}")

@@ -472,6 +472,40 @@ def lemart_training_loop(args, module, device, dtype) -> None:
     )
 
 
+def attention_rates(module, configs: list[str], sizes: list[int], batches: dict, device, rounds: int) -> None:
+    """SDPA alone at each config's attention shapes (its first stage's windows with their bias, and the global layer),
+    fp32 and bf16: GFLOP/s and the share of the same dtype's matmul rate. Small head dimensions (paper 32, tiny 16)
+    make these matmuls thin, which is what holds a bf16 step below the matmul rate. Batch: the table's default."""
+    config_module = sys.modules[module.__name__.rsplit(".", 1)[0] + ".configuration_swinih"]
+    print(f"{'config':6} {'size':>5} {'layer':7} {'shape (B, heads, L, d)':>24} {'dtype':6} {'ms':>8} {'GFLOP/s':>8} {'%matmul':>8}")
+    for config_name in configs:
+        config = config_module.SwinIHConfig.from_preset(CONFIGS[config_name])
+        for size in sizes:
+            grid = size // config.patch_size
+            window = min(config.window_size, grid)
+            images = batches.get((config_name, size), 1)
+            windows = images * (grid // window) ** 2
+            shapes = {"windows": (windows, config.num_heads[0], window * window, config.hidden_sizes[0])}
+            if config.num_global_layers:
+                shapes["global"] = (images, config.num_heads[-1], grid * grid, config.hidden_sizes[-1])
+            for layer, (batch, heads, length, width) in shapes.items():
+                head_dim = width // heads
+                for dtype in (torch.float32, torch.bfloat16):
+                    q, k, v = (torch.randn(batch, heads, length, head_dim, device=device, dtype=dtype) for _ in "qkv")
+                    bias = torch.randn(1, heads, length, length, device=device, dtype=dtype) if layer == "windows" else None
+                    attend = lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # noqa: E731
+                    attend()
+                    seconds = min(timed(attend, device) for _ in range(rounds))
+                    rate = max(matmul_rate(device, dtype) for _ in range(2))
+                    flops = 4 * batch * heads * length * length * head_dim
+                    print(
+                        f"{config_name:6} {size:5d} {layer:7} {str((batch, heads, length, head_dim)):>24} "
+                        f"{str(dtype).removeprefix('torch.'):6} {seconds * 1e3:8.1f} {flops / seconds / 1e9:8.1f} "
+                        f"{100 * flops / seconds / rate:7.1f}%",
+                        flush=True,
+                    )
+
+
 def explain_graph_breaks(module, device, dtype) -> None:
     """torch._dynamo.explain on a small SwinIH (shifted windows on both axes + global layer), inference and training."""
     import torch._dynamo
@@ -516,7 +550,8 @@ def main(argv=None):
     parser.add_argument("--loop-config", default="paper", choices=sorted(CONFIGS))
     parser.add_argument("--loop-size", type=int, default=256)
     parser.add_argument("--loop-batch", type=int, default=32)
-    parser.add_argument("--skip-table", action="store_true", help="only --explain / --loop-steps")
+    parser.add_argument("--attention", action="store_true", help="first time SDPA alone at the configs' shapes")
+    parser.add_argument("--skip-table", action="store_true", help="only --explain / --loop-steps / --attention")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -543,8 +578,6 @@ def main(argv=None):
         explain_graph_breaks(module, device, torch.float32)
     if args.loop_steps:
         lemart_training_loop(args, module, device, dtype)
-    if args.skip_table:
-        return []
 
     default_batch = {
         ("paper", 64): 8 if device.type == "cpu" else 128,
@@ -565,9 +598,14 @@ def main(argv=None):
             key, value = item.split("=")
             config_name, size = key.split(":")
             default_batch[(config_name, int(size))] = int(value)
+    configs, sizes = args.configs.split(","), [int(s) for s in args.sizes.split(",")]
+    if args.attention:
+        attention_rates(module, configs, sizes, default_batch, device, args.rounds)
+    if args.skip_table:
+        return []
     rows, notes = [], []
-    for config_name in args.configs.split(","):
-        for size in [int(s) for s in args.sizes.split(",")]:
+    for config_name in configs:
+        for size in sizes:
             for mode in args.modes.split(","):
                 if mode == "train" and size > args.train_max_size:
                     continue

@@ -29,7 +29,12 @@ from __future__ import annotations
 import argparse
 import os
 
-import torch
+# OpenMP threads that spin while they wait make every parallel op crawl when other work shares the CPU (here: the
+# LEMaRT composer at 28-50 composites/s beside a training run, 490-520/s waiting passively; benchmarks/README.md).
+# It must be set before torch loads OpenMP; a value from the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 from safetensors import SafetensorError
 
 from lemart_hf.baselines import BASELINES, color_transfer_baseline, get_baseline

@@ -39,7 +39,12 @@ import math
 import os
 import time
 
-import torch
+# OpenMP threads that spin while they wait make every parallel op crawl when other work shares the CPU (here: the
+# LEMaRT composer at 28-50 composites/s beside a training run, 490-520/s waiting passively; benchmarks/README.md).
+# It must be set before torch loads OpenMP; a value from the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm

@@ -150,7 +150,7 @@ def test_dtype_bf16(model_dir, tmp_path, run_cli, monkeypatch):
     output = tmp_path / "harmonized.png"
     code, _, err = run_cli(["--model", model_dir, composite, mask, "-o", output, "--device", "cpu", "--dtype", "bf16"])
     assert code == 0 and Image.open(output).size == (70, 50), err
-    monkeypatch.setattr(lemart_hf.cli, "_cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(lemart_hf.cli, "cpu_has_fast_bf16", lambda: False)
     code, _, err = run_cli(["--model", model_dir, composite, mask, "-o", output, "--device", "cpu", "--dtype", "bf16"])
     assert code == 0 and err.strip().splitlines() == [
         "lemart-harmonize: warning: this CPU has no AVX512-BF16 or AMX: --dtype bf16 is likely slower than fp32"

@@ -135,6 +135,19 @@ def test_launches_accelerate_would_quietly_change_are_errors(
         check_launch(accelerator)
 
 
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch, caplog, fast_bf16):
+    import lemart_hf.training.accelerator as launch
+
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setattr(launch, "cpu_has_fast_bf16", lambda: fast_bf16)
+    accelerator = SimpleNamespace(num_processes=1, mixed_precision="bf16", device=torch.device("cpu"))
+    with caplog.at_level("WARNING", logger=launch.__name__):
+        check_launch(accelerator)
+    warned = [r.getMessage() for r in caplog.records if "AVX512-BF16" in r.getMessage()]
+    assert len(warned) == (0 if fast_bf16 else 1)
+
+
 def test_checkpoints_on_node_local_disks_are_written_by_every_nodes_main_process(tmp_path):
     """The main process of node 1, on its own disk: with ``node_local`` it writes complete checkpoints; without
     (one shared folder assumed), its folder keeps only an unfinished ``.tmp`` (what the global main process would

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .cpu_features import cpu_has_fast_bf16
 from .data.composite_folders import composite_paths, mask_path
 from .default_model import DEFAULT_MODEL_NAME, default_model_path
 from .lemart.image_loading import IMAGE_EXTENSIONS
@@ -217,15 +218,6 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     return (parts[0], parts[-1])
 
 
-def _cpu_has_fast_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX); True where torch cannot tell."""
-    import torch
-
-    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    checks = [check for check in checks if check is not None]
-    return not checks or any(check() for check in checks)
-
-
 def _check_dtype(text: str | None, device, onnx: bool) -> str | None:
     """The torch dtype name for --dtype (None: the model's own); refuses fp16 on the CPU and any but fp32 for an ONNX
     model, and warns that bf16 is slow on a CPU without native bf16."""
@@ -246,7 +238,7 @@ def _check_dtype(text: str | None, device, onnx: bool) -> str | None:
             "--dtype fp16 is not supported on the CPU (no fast fp16 arithmetic there): use bf16 on CPUs with "
             "AVX512-BF16 or AMX, else fp32"
         )
-    if on_cpu and name == "bfloat16" and not _cpu_has_fast_bf16():
+    if on_cpu and name == "bfloat16" and not cpu_has_fast_bf16():
         print(
             f"{PROG}: warning: this CPU has no AVX512-BF16 or AMX: --dtype bf16 is likely slower than fp32",
             file=sys.stderr,

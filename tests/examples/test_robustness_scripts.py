@@ -3,6 +3,7 @@ of data workers, with one line naming the file or the cause; degenerate settings
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import subprocess
@@ -196,3 +197,23 @@ def test_eval_refuses_a_working_size_below_8(size, iharmony4_root, load_example,
         load_example("run_eval.py").main(["--data_dir", str(iharmony4_root), "--baseline", "composite",
                                           "--working_size", size])  # fmt: skip
     assert error.value.code == 2 and "--working_size must be >= 8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", ["run_pretrain.py", "run_finetune.py", "run_eval.py"])
+@pytest.mark.parametrize("given", [None, "ACTIVE"])
+def test_scripts_wait_passively_for_openmp_unless_told_otherwise(script, given):
+    """Set before torch loads OpenMP (spinning waits made the composer 10x slower beside other work); an explicit
+    setting is kept."""
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    probe = (
+        "import os, runpy, sys; runpy.run_path(sys.argv[1], run_name='imported');"
+        "import torch; print(os.environ['OMP_WAIT_POLICY'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(ROOT / "examples" / script)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=EXIT_TIMEOUT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [given or "PASSIVE"]

@@ -9,6 +9,8 @@ import logging
 import os
 import sys
 
+from ..cpu_features import cpu_has_fast_bf16
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,6 +57,8 @@ def check_launch(accelerator) -> None:
       GPUs, ``accelerate launch --multi_gpu`` needs ``ACCELERATE_USE_CPU=1`` to form a gloo group; without it, every
       process would train alone and all of them would write the same output folder.
     - fp16 mixed precision on a CPU, which Accelerate ignores (training would run in float32).
+
+    And warns where bf16 mixed precision would run on a CPU without native bf16 (slower than float32 there).
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1 and accelerator.num_processes == 1:
@@ -67,6 +71,11 @@ def check_launch(accelerator) -> None:
         raise SystemExit(
             f"{_prog()}: error: fp16 mixed precision needs a GPU (on a CPU, Accelerate would quietly run in float32); "
             "use --mixed_precision bf16 or no"
+        )
+    if accelerator.mixed_precision == "bf16" and accelerator.device.type == "cpu" and not cpu_has_fast_bf16():
+        logger.warning(
+            "this CPU has no AVX512-BF16 or AMX: bf16 mixed precision is emulated here and likely slower than "
+            "--mixed_precision no"
         )
 
 
