@@ -245,15 +245,14 @@ def run_case(args, module, baseline, config_name, size, batch, mode, device, dty
             model.to(torch.bfloat16)
 
     # FLOPs each variant really executes (the shipped path skips the scores Swin's shift mask would zero out).
-    flops_of = {"sdpa": count_flops(module, preset, size, batch, train)}
-    flops_of["compiled"] = flops_of["fp32"] = flops_of["cast"] = flops_of["sdpa"]
+    # Other variants run the shipped code (compiled, in fp32, with bf16 weights): its count.
+    flops_of = dict.fromkeys(variants, count_flops(module, preset, size, batch, train))
     if "eager" in variants:
         flops_of["eager"] = count_flops(module, preset, size, batch, train, attn="eager")
     if "baseline" in variants:
         try:
             flops_of["baseline"] = count_flops(baseline, preset, size, batch, train)
         except NotImplementedError:  # older code read its inputs' values, which the meta device does not have
-            flops_of["baseline"] = flops_of["sdpa"]
             notes.append("baseline FLOPs taken as the shipped model's (its code cannot run on the meta device)")
     steps = {name: make_step(model, device, step_dtype[name], train, size, batch) for name, model in variants.items()}
     peaks = {}
@@ -277,8 +276,6 @@ def run_case(args, module, baseline, config_name, size, batch, mode, device, dty
     times = {name: [] for name in steps}
     # The matmul reference of each row is in its own arithmetic: fp32 for the fp32 row, bf16 for the others.
     matmul_dtype = {name: torch.float32 if step_dtype[name] == torch.float32 else torch.bfloat16 for name in steps}
-    if dtype == torch.float32:
-        matmul_dtype = dict.fromkeys(steps, torch.float32)
     rates = {d: [matmul_rate(device, d)] for d in set(matmul_dtype.values())}
     for _ in range(rounds):
         for name, step in steps.items():

@@ -42,9 +42,8 @@ def run_pretrain(args, size: int, workers: int, output_dir: str) -> float:
         "--num_validation_images", "0", "--checkpointing_steps", "1000000", "--report_to", "tensorboard",
         "--output_dir", output_dir, "--seed", "0",
     ]  # fmt: skip
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     start = time.perf_counter()
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True)  # the script sets OMP_WAIT_POLICY itself
     if result.returncode:
         raise SystemExit(f"bench_training_loop.py: run_pretrain.py failed:\n{result.stderr[-3000:]}")
     return time.perf_counter() - start
