@@ -83,23 +83,11 @@ def make_inputs(size: int, folder: Path, seed: int = 0) -> tuple[Path, Path]:
 
 
 # ----- the measured process -------------------------------------------------------------------------------------
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
-
-
-def _reset_peak() -> float:
-    """Reset the kernel's high-water mark of resident memory (VmHWM) to the current RSS; return that RSS in MB."""
-    Path("/proc/self/clear_refs").write_text("5")
-    return _status_mb("VmRSS")
-
-
 def worker(args) -> None:
     from collections import deque
 
     import torch
+    from bench_highres import peak_resident_mb, resident_mb
     from transformers import pipeline
 
     from lemart_hf.cli import _decoded_inputs
@@ -149,7 +137,7 @@ def worker(args) -> None:
     network_seconds.clear()
     gc.collect()
 
-    baseline = _reset_peak()
+    baseline = resident_mb(reset_peak=True)
     tick = time.perf_counter()
     if args.inputs == "pil":
         image, mask = load_image(composite_path), load_image(mask_path)
@@ -159,17 +147,17 @@ def worker(args) -> None:
         image, mask = inputs["image"], inputs["mask"]
         del inputs
     decode = time.perf_counter() - tick
-    peak_decode = _status_mb("VmHWM")
+    peak_decode = peak_resident_mb()
 
-    before_call = _reset_peak()
+    before_call = resident_mb(reset_peak=True)
     output, times = harmonize(image, mask)
-    peak_call = _status_mb("VmHWM")
+    peak_call = peak_resident_mb()
 
-    _reset_peak()
+    resident_mb(reset_peak=True)
     tick = time.perf_counter()
     output.save(output_path, quality=95)
     encode = time.perf_counter() - tick
-    peak_encode = _status_mb("VmHWM")
+    peak_encode = peak_resident_mb()
 
     model = sum(network_seconds)
     print(

@@ -54,6 +54,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from bench_model import PeakMemory, available_memory, sync  # noqa: E402
 
+from lemart_hf.onnx import _graph_side  # noqa: E402  (the padding OnnxHarmonizationModel applies)
+
 CONFIGS = {"paper": "swinih-base", "tiny": "swinih-tiny"}
 CPU = torch.device("cpu")
 
@@ -126,7 +128,7 @@ class OrtIoBinding:
         import numpy
 
         height, width = pixel_values.shape[-2:]
-        sides = [max(self.min_size, -(-side // self.size_multiple) * self.size_multiple) for side in (height, width)]
+        sides = [_graph_side(side, self.size_multiple, self.min_size) for side in (height, width)]
         padded = pixel_values.float()
         if sides != [height, width]:
             padded = F.pad(padded, (0, sides[1] - width, 0, sides[0] - height), mode="replicate")
@@ -168,12 +170,11 @@ def build_paths(model, size: int, folder: Path, names: list[str], device: torch.
     """
     from lemart_hf.onnx import OnnxHarmonizationModel, export_onnx, graph_sizes, quantize_onnx
 
-    if device.type == "cuda":
-        exported = None
-        if ORT_CUDA in names:
-            folder.mkdir(parents=True, exist_ok=True)
-            exported = export_onnx(model, folder / "model.onnx", (size, size))
-        model = model.to(device)
+    exported = None
+    if {ORT_CUDA, "ORT fp32", "ORT int8 (dynamic)"} & set(names):
+        folder.mkdir(parents=True, exist_ok=True)
+        exported = export_onnx(model, folder / "model.onnx", (size, size))
+    model.to(device)  # in place: the caller's model runs on `device` too
     cast = copy.deepcopy(model).to(torch.bfloat16)
 
     def autocast(pixel_values):
@@ -200,9 +201,7 @@ def build_paths(model, size: int, folder: Path, names: list[str], device: torch.
                     providers = run.session.get_providers()
                     print(f"{ORT_CUDA}: skipped, the CUDA provider did not start (session: {providers})", flush=True)
         return {name: paths[name] for name in CUDA_PATHS if name in names and name in paths}
-    if {"ORT fp32", "ORT int8 (dynamic)"} & set(names):
-        folder.mkdir(parents=True, exist_ok=True)
-        exported = export_onnx(model, folder / "model.onnx", (size, size))
+    if exported is not None:
         paths["ORT fp32"] = (OnnxHarmonizationModel(exported), True)
     if "ORT int8 (dynamic)" in names:
         quantized = quantize_onnx(exported, folder / "model_int8.onnx")
@@ -305,7 +304,6 @@ def main(argv=None) -> None:
         for config_name in configs:
             model = load_model(config_name)
             paths = build_paths(model, args.size, Path(folder) / config_name, names, device)
-            model = model.to(device)
             ort_cuda = paths.get(ORT_CUDA, (None,))[0]
             for batch in batches:
                 rows = run_case(paths, model, args.size, batch, args.rounds, device)

@@ -66,16 +66,15 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     if mode not in ("F", "1", "L", "RGB"):
         mode = "RGBA" if "A" in image.mode or "transparency" in image.info else "RGB"
     width, height = image.size
-    rows = max(1, (1 << 20) // max(1, width))
+    rows = min(height, max(1, (1 << 20) // max(1, width)))
 
     def strip(top: int, bottom: int) -> np.ndarray:
         part = image if (top, bottom) == (0, height) else image.crop((0, top, width, bottom))
         return np.asarray(part if part.mode == mode else part.convert(mode))
 
-    if height <= rows:
-        return np.array(strip(0, height))  # a writable copy (torch.from_numpy warns about read-only arrays)
-    # A strip of rows at a time: np.array(image) goes through one bytes copy of the whole image, and Pillow keeps
-    # an RGB image in 4 bytes a pixel, so that held about three times the array at once.
+    # A strip of rows at a time, into a writable array (torch.from_numpy warns about read-only ones): np.array(image)
+    # goes through one bytes copy of the whole image, and Pillow keeps an RGB image in 4 bytes a pixel, so that held
+    # about three times the array at once.
     first = strip(0, rows)
     array = np.empty((height, *first.shape[1:]), first.dtype)
     array[:rows] = first

@@ -220,7 +220,7 @@ def _float(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.float()
 
 
-def _uint8(pixels: torch.Tensor) -> torch.Tensor:
+def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
     """A float strip as uint8: round(255 x) after clamping to [0, 1] (bit for bit the pipeline's PIL conversion)."""
     return pixels.clamp(0, 1).mul_(255).round_().to(torch.uint8)
 
@@ -234,7 +234,7 @@ def _copy_converted(destination: torch.Tensor, source: torch.Tensor, max_strip_e
     if destination.dtype == source.dtype or (destination.is_floating_point() and source.is_floating_point()):
         destination.copy_(source)
         return
-    convert = _uint8 if destination.dtype == torch.uint8 else _float
+    convert = to_uint8 if destination.dtype == torch.uint8 else _float
     rows = _rows_per_strip(source.shape[0], source.shape[-1], max_strip_elements)
     for top in range(0, source.shape[-2], rows):
         destination[:, top : top + rows].copy_(convert(source[:, top : top + rows]))
@@ -389,7 +389,7 @@ def _output(composite: torch.Tensor, out: torch.Tensor | None, max_strip_element
 def _write(output: torch.Tensor, regions) -> torch.Tensor:
     for top, left, values in regions:
         target = output[:, top : top + values.shape[-2], left : left + values.shape[-1]]
-        target.copy_(_uint8(values) if target.dtype == torch.uint8 else values)
+        target.copy_(to_uint8(values) if target.dtype == torch.uint8 else values)
     return output
 
 
@@ -438,14 +438,15 @@ def harmonized_regions(
     Yields `(top, left, values)`: `values` (3, r, c) float32 in [0, 1] is the result's rows `top:top + r`, columns
     `left:left + c`. The pieces do not overlap and cover every pixel where `mask > 0` (a strip of rows, cut to its
     foreground columns); everywhere else the result is the composite itself. Memory stays at one strip
-    (`max_strip_elements`) beyond the inputs, whatever their size. Arguments as `transfer_harmonization`.
+    (`max_strip_elements`) beyond the inputs, whatever their size. Arguments as `transfer_harmonization`; they are
+    checked and the colour transform is fitted on the call, the pieces are computed as they are taken.
     """
     if method not in TRANSFER_METHODS:
         raise ValueError(f"method must be one of {TRANSFER_METHODS}, got {method!r}")
     _check_full_size(composite, mask, None)
     prediction = prediction.to(composite.device, torch.float32)
     if mask.numel() == 0 or not bool(mask.amax() > 0):
-        return
+        return iter(())
     size, low_size = tuple(composite.shape[-2:]), tuple(prediction.shape[-2:])
     if low_size == size or method == "resize":
         as_is = prediction_is_blended and low_size == size
@@ -453,8 +454,7 @@ def harmonized_regions(
         def step(upsampled, pixels, alpha):
             return _blend_prediction(upsampled, pixels, alpha, as_is)
 
-        yield from _regions(_UpsampledRows(prediction, size), composite, mask, step, max_strip_elements)
-        return
+        return _regions(_UpsampledRows(prediction, size), composite, mask, step, max_strip_elements)
     antialias = low_size[0] < size[0] or low_size[1] < size[1]
     if composite_low is None:
         composite_low = to_working_size(composite, low_size, antialias=antialias)
@@ -469,7 +469,7 @@ def harmonized_regions(
         eps=eps,
         prediction_is_blended=prediction_is_blended,
     )
-    yield from _regions(_UpsampledRows(coefficients, size), composite, mask, _transform_rows, max_strip_elements)
+    return _regions(_UpsampledRows(coefficients, size), composite, mask, _transform_rows, max_strip_elements)
 
 
 def transfer_harmonization(
@@ -530,6 +530,7 @@ __all__ = [
     "default_radius",
     "fit_color_transform",
     "harmonized_regions",
+    "to_uint8",
     "to_working_size",
     "transfer_harmonization",
 ]

@@ -28,6 +28,7 @@ from transformers.utils import logging
 from .highres import (
     TRANSFER_METHODS,
     harmonized_regions,
+    to_uint8,
     to_working_size,
     transfer_harmonization,
 )
@@ -95,23 +96,22 @@ def _full_resolution(
     copy of an 8-bit input: a PIL image is the composite's own pixels with the harmonized regions pasted over them;
     a float output is filled a strip at a time."""
     height, width, device = *composite.shape[-2:], composite.device
+    options = {"composite_low": low[:3], "mask_low": low[3:], **options}
+    if output_type == "pil" and composite.dtype == torch.uint8:
+        image = Image.fromarray(composite.permute(1, 2, 0).cpu().numpy())
+        for top, left, values in harmonized_regions(composite, mask, prediction, **options):
+            planes = to_uint8(values).cpu().numpy()  # rounded as `to_pil`
+            # Planar (3, r, c) to PIL: merging three mapped "L" planes is 4x faster than transposing to (r, c, 3).
+            channels = [Image.frombuffer("L", plane.shape[::-1], plane, "raw", "L", 0, 1) for plane in planes]
+            image.paste(Image.merge("RGB", channels), (left, top))
+        return image
     if output_type == "pt":
         out = torch.empty(3, height, width, device=device)
-        return transfer_harmonization(composite, mask, prediction, low[:3], low[3:], out=out, **options)
-    if output_type == "np":  # (3, H, W) view of the (H, W, 3) array that `postprocess` returns
-        out = torch.empty(height, width, 3, device=device).permute(2, 0, 1)
-        return transfer_harmonization(composite, mask, prediction, low[:3], low[3:], out=out, **options)
-    if composite.dtype != torch.uint8:  # 16-bit or float input: rounded to 8 bits a strip at a time
-        out = torch.empty(height, width, 3, dtype=torch.uint8, device=device)
-        transfer_harmonization(composite, mask, prediction, low[:3], low[3:], out=out.permute(2, 0, 1), **options)
-        return Image.fromarray(out.cpu().numpy())
-    image = Image.fromarray(composite.permute(1, 2, 0).cpu().numpy())
-    for top, left, values in harmonized_regions(composite, mask, prediction, low[:3], low[3:], **options):
-        planes = values.clamp_(0, 1).mul_(255).round_().to(torch.uint8).cpu().numpy()  # rounded as `to_pil`
-        # Planar (3, r, c) to PIL: merging three mapped "L" planes is 4x faster than transposing to (r, c, 3).
-        channels = [Image.frombuffer("L", plane.shape[::-1], plane, "raw", "L", 0, 1) for plane in planes]
-        image.paste(Image.merge("RGB", channels), (left, top))
-    return image
+    else:  # (3, H, W) view of an (H, W, 3) array: what `postprocess` returns, or a 16-bit / float input's 8-bit image
+        dtype = torch.float32 if output_type == "np" else torch.uint8
+        out = torch.empty(height, width, 3, dtype=dtype, device=device).permute(2, 0, 1)
+    result = transfer_harmonization(composite, mask, prediction, out=out, **options)
+    return Image.fromarray(result.permute(1, 2, 0).cpu().numpy()) if output_type == "pil" else result
 
 
 class ImageHarmonizationPipeline(Pipeline):

@@ -214,11 +214,11 @@ class CheckpointManager:
             try:
                 phase()
             except BaseException as caught:  # a full disk, or a second Ctrl-C: leave no partial checkpoint behind
-                if writes:
-                    shutil.rmtree(temporary, ignore_errors=True)
                 if not isinstance(caught, Exception):
+                    if writes:
+                        shutil.rmtree(temporary, ignore_errors=True)
                     raise
-                error = caught  # OSError, or how safetensors / torch.save report a failed write
+                error = caught  # OSError, or how safetensors / torch.save report a failed write (removed below)
             self._stop_unless_all_succeeded(accelerator, final, error, temporary if writes else None)
         if writes:
             self.rotate()
