@@ -51,18 +51,10 @@ def run_pretrain(args, size: int, workers: int, output_dir: str) -> float:
 
 def read_timings(output_dir: str) -> dict[str, list[float]]:
     """{part: seconds per step, in step order} from the run's tensorboard event files."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from lemart_hf.training.tensorboard_logs import read_scalars
 
-    timings: dict[str, dict[int, float]] = {part: {} for part in PARTS}
-    for events in Path(output_dir).rglob("events.out.tfevents.*"):
-        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        tags = accumulator.Tags().get("scalars", [])
-        for part in PARTS:
-            tag = f"perf/{part}_seconds_per_step"
-            if tag in tags:
-                timings[part].update({event.step: event.value for event in accumulator.Scalars(tag)})
-    return {part: [values[step] for step in sorted(values)] for part, values in timings.items()}
+    logged = read_scalars(output_dir, [f"perf/{part}_seconds_per_step" for part in PARTS])
+    return {part: [values[step] for step in sorted(values)] for part, values in zip(PARTS, logged.values())}
 
 
 def main(argv=None):

@@ -62,6 +62,7 @@ from lemart_hf.training import (
     NonFiniteLossError,
     StopRequest,
     Throughput,
+    TrainingClock,
     TrainingState,
     add_checkpointing_arguments,
     add_hub_arguments,
@@ -402,6 +403,7 @@ def main(argv: list[str] | None = None) -> dict:
         disable=not accelerator.is_local_main_process,
     )
     stop, throughput = StopRequest(args.time_budget_minutes), Throughput()
+    clock = TrainingClock(state)
     last_good = dataclasses.replace(state)
     step_loss, step_batches, stop_reason = 0.0, 0, None
     train_start, train_end, images_at_start = time.perf_counter(), None, state.images_seen
@@ -466,6 +468,7 @@ def main(argv: list[str] | None = None) -> dict:
                     continue
 
                 state.global_step += 1
+                clock.step()
                 progress.update(1)
                 progress.set_postfix(loss=f"{step_loss / step_batches:.4g}", lr=f"{lr_scheduler.get_last_lr()[0]:.3g}")
                 if state.global_step % args.logging_steps == 0 or state.global_step == max_train_steps:
@@ -475,6 +478,7 @@ def main(argv: list[str] | None = None) -> dict:
                             "train/lr": lr_scheduler.get_last_lr()[0],
                             "train/epoch": state.epoch,
                             "train/images_per_second": throughput.rate(),
+                            "train/hours": state.train_seconds / 3600,
                         },
                         step=state.global_step,
                     )
@@ -488,7 +492,8 @@ def main(argv: list[str] | None = None) -> dict:
                     logger.info(f"saved {path}")
                     upload_at_save(hub_repo, args, save_model, path, state.global_step)
                 if validation_rows is not None and state.global_step % args.validation_steps == 0:
-                    results, _ = evaluate(validation_rows, validation_title, state.global_step)
+                    with clock.paused():
+                        results, _ = evaluate(validation_rows, validation_title, state.global_step)
                     last_validation = {**results.all, "step": state.global_step}
                     accelerator.log(
                         {f"val/{k}": results.all[k] for k in ("mse", "psnr", "fmse", "fpsnr")}, step=state.global_step
@@ -587,6 +592,8 @@ def finetune_card(args, model_name, summary, results, subsets, learning_rate, ma
         "steps": f"{summary['global_step']} / {max_train_steps} ({summary['epochs']:.1f} epochs)",
         "max grad norm": args.max_grad_norm,
         "mixed precision": summary["mixed_precision"],
+        "training time": f"{summary['train_hours']:.2f} h on {summary['num_processes']} process(es), validation "
+        "excluded, over every invocation of this run",
         "seed": args.seed,
         "evaluation protocol": args.eval_protocol,
     }

@@ -67,6 +67,7 @@ from lemart_hf.training import (
     NonFiniteLossError,
     StopRequest,
     Throughput,
+    TrainingClock,
     TrainingState,
     add_checkpointing_arguments,
     add_hub_arguments,
@@ -524,6 +525,7 @@ def main(argv: list[str] | None = None) -> dict:
         disable=not accelerator.is_local_main_process,
     )
     stop, throughput = StopRequest(args.time_budget_minutes), Throughput()
+    clock = TrainingClock(state)
     last_good = dataclasses.replace(state)
     step_loss, step_batches, stop_reason = 0.0, 0, None
     timings, steps_since_log = {"data": 0.0, "composite": 0.0, "step": 0.0}, 0
@@ -593,6 +595,7 @@ def main(argv: list[str] | None = None) -> dict:
                     continue
 
                 state.global_step += 1
+                clock.step()
                 progress.update(1)
                 progress.set_postfix(loss=f"{step_loss / step_batches:.4g}", lr=f"{lr_scheduler.get_last_lr()[0]:.3g}")
                 steps_since_log += 1
@@ -604,6 +607,7 @@ def main(argv: list[str] | None = None) -> dict:
                             "train/lr": lr_scheduler.get_last_lr()[0],
                             "train/epoch": state.epoch,
                             "train/images_per_second": throughput.rate(),
+                            "train/hours": state.train_seconds / 3600,
                             **{f"perf/{k}_seconds_per_step": v / steps for k, v in timings.items()},
                         },
                         step=state.global_step,
@@ -621,7 +625,8 @@ def main(argv: list[str] | None = None) -> dict:
                     logger.info(f"saved {path}")
                     upload_at_save(hub_repo, args, save_model, path, state.global_step)
                 if args.validation_steps and state.global_step % args.validation_steps == 0:
-                    run_validation(state.global_step)
+                    with clock.paused():
+                        run_validation(state.global_step)
                 if stop_reason or state.global_step >= max_train_steps:
                     break
                 tick = time.perf_counter()
@@ -696,6 +701,8 @@ def pretrain_card(
         "steps": f"{summary['global_step']} / {max_train_steps}",
         "max grad norm": args.max_grad_norm,
         "mixed precision": summary["mixed_precision"],
+        "training time": f"{summary['train_hours']:.2f} h on {summary['num_processes']} process(es), validation "
+        "excluded, over every invocation of this run",
         "seed": args.seed,
         "throughput": f"{summary['images_per_second_this_invocation']} images/s",
     }

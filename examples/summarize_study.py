@@ -23,6 +23,16 @@ def load_all_row(folder: Path) -> dict:
     return table["All"]
 
 
+def scored_on(folder: Path) -> str:
+    """What a run_eval.py results.json in ``folder`` scored, e.g. "HOutdoor test" or "HDiverse + HOutdoor train,
+    the 10% of its photos held out for validation"."""
+    results = json.loads((folder / "results.json").read_text())
+    subsets = " + ".join(name for name in results["table"] if name != "All")
+    held_out = results.get("held_out_fraction")
+    where = f", the {held_out:.0%} of its photos held out for validation" if held_out else ""
+    return f"{subsets} {results['split']}{where}"
+
+
 def model_label(model_dir: Path) -> str:
     """E.g. "SwinIH-tiny (2.1 M)": the architecture's name and the parameter count of the saved model."""
     from safetensors import safe_open
@@ -41,11 +51,12 @@ def main() -> None:
     parser.add_argument("out_dirs", type=Path, nargs="+")
     out_dirs = parser.parse_args().out_dirs
 
-    rows, gains = [], []
+    rows, gains, scored = [], [], None
     for folder, label in BASELINES.items():
         found = [d / folder for d in out_dirs if (d / folder / "results.json").is_file()]
         if found:
             rows.append((label, load_all_row(found[0])))
+            scored = scored or scored_on(found[0])
     for out_dir in out_dirs:
         runs, labels = {}, {}
         for folder in sorted(out_dir.glob("eval_finetune_*")):
@@ -53,6 +64,7 @@ def main() -> None:
             if match and (folder / "results.json").is_file():
                 init, fraction = match.groups()
                 runs[(float(fraction), init)] = load_all_row(folder)
+                scored = scored or scored_on(folder)
                 labels[(float(fraction), init)] = model_label(out_dir / folder.name.removeprefix("eval_"))
         for (fraction, init), row in sorted(runs.items(), key=lambda item: (item[0][0], item[0][1] != "scratch")):
             name = "LEMaRT pre-trained" if init == "lemart" else "from scratch"
@@ -71,8 +83,10 @@ def main() -> None:
         print(f"| {label} | {row['mse']:.2f} | {row['psnr']:.2f} | {row['fmse']:.1f} | {row['fpsnr']:.2f} |")
     if gains:
         print("\n" + "\n".join(f"- {gain}" for gain in gains))
-    images = rows[0][1]["images"] if rows else 0
-    print(f"\nHOutdoor test ({images} images), default protocol: 256x256, antialiased bilinear, binary mask, peak 255.")
+    if not rows:
+        return
+    images = rows[0][1]["images"]
+    print(f"\n{scored} ({images} images), default protocol: 256x256, antialiased bilinear, binary mask, peak 255.")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from lemart_hf.training import (
     HarmonizationTrainingPairs,
     NonFiniteLossError,
     StopRequest,
+    TrainingClock,
     TrainingState,
     align_engine_settings,
     build_optimizer,
@@ -344,6 +345,22 @@ def test_saving_a_step_again_replaces_it(tmp_path):
     manager.save(FakeAccelerator(), TrainingState(global_step=4, images_seen=1))
     manager.save(FakeAccelerator(), TrainingState(global_step=4, images_seen=2))
     assert json.loads((tmp_path / "checkpoint-4" / TRAINING_STATE_FILE).read_text())["images_seen"] == 2
+
+
+def test_training_clock_adds_step_times_leaves_out_validation_and_survives_a_checkpoint(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr("lemart_hf.training.step.time.perf_counter", lambda: now[0])
+    state = TrainingState(train_seconds=50.0)  # as resumed from a checkpoint
+    clock = TrainingClock(state)
+    now[0] += 2.0
+    clock.step()
+    with clock.paused():
+        now[0] += 30.0  # validation
+    now[0] += 3.0
+    clock.step()
+    assert state.train_seconds == 55.0
+    assert TrainingState.from_json(state.to_json()).train_seconds == 55.0
+    assert TrainingState.from_json('{"global_step": 3}').train_seconds == 0.0  # a checkpoint written before the clock
 
 
 # ----------------------------------------------------------------------------------------------------------

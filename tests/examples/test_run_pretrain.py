@@ -400,8 +400,11 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_the_model(
     stopped_at = summary["global_step"]
     assert 2 <= stopped_at < 10000 and (output_dir / f"checkpoint-{stopped_at}" / "training_state.json").is_file()
     assert (output_dir / "model.safetensors").is_file()
+    saved = json.loads((output_dir / f"checkpoint-{stopped_at}" / "training_state.json").read_text())
+    assert saved["train_seconds"] > 0
     resumed = run_in_process("run_pretrain.py", args(stopped_at + 1) + ["--resume_from_checkpoint", "latest"])
     assert resumed["global_step"] == stopped_at + 1
+    assert resumed["train_hours"] * 3600 > saved["train_seconds"]  # the resumed run adds its time to the first one's
 
 
 def test_nan_loss_stops_with_a_clear_message_after_saving(tmp_path, tiny_config, photo_folder, run_in_process):

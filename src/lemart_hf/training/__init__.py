@@ -65,7 +65,7 @@ from .optimization import build_optimizer, build_scheduler, effective_learning_r
 from .reporting import card_license, command_line, run_summary, save_final_model
 from .sample_grids import log_sample_grid, make_sample_grid, save_sample_grid
 from .seeding import composite_generator, seed_for_step, step_seed
-from .step import NonFiniteLossError, Throughput, backward_and_step, exit_on_non_finite_loss, stop_signals
+from .step import NonFiniteLossError, Throughput, TrainingClock, backward_and_step, exit_on_non_finite_loss, stop_signals
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -76,6 +76,7 @@ __all__ = [
     "NonFiniteLossError",
     "StopRequest",
     "Throughput",
+    "TrainingClock",
     "TrainingState",
     "add_checkpointing_arguments",
     "add_hub_arguments",

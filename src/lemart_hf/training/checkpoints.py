@@ -37,6 +37,8 @@ class TrainingState:
         batches_in_epoch: batches (per process) of that epoch already consumed.
         micro_step: batches (per process) consumed since the start; numbers the composer's and the model's RNG.
         images_seen: training images consumed, all processes together.
+        train_seconds: wall-clock seconds of training (data, composites, steps, checkpoints; not validation) over
+            every invocation so far: the compute a run has cost, for quality per CPU- or GPU-hour.
         run: settings a resumed run must share for exactness (batch size, processes, seed, ...).
         generation: set by `CheckpointManager.save`: which run (process start) in the folder wrote the checkpoint.
         data_position: this process's position in a streamed dataset (`lemart_hf.data.streaming.StreamLoader.
@@ -49,6 +51,7 @@ class TrainingState:
     batches_in_epoch: int = 0
     micro_step: int = 0
     images_seen: int = 0
+    train_seconds: float = 0.0
     run: dict = dataclasses.field(default_factory=dict)
     generation: int = 0
     data_position: dict | None = None

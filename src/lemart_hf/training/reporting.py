@@ -34,8 +34,8 @@ def run_summary(
     images_at_start: int,
 ) -> dict:
     """What both scripts record of a run (train_results.json, the card): architecture, steps, epochs (None for a
-    stream), images, processes, the mixed precision it ran in, and this invocation's time and images per second
-    (from ``images_at_start``)."""
+    stream), images, processes, the mixed precision it ran in, the training hours of every invocation so far, and
+    this invocation's time and images per second (from ``images_at_start``)."""
     from ..models.architectures import architecture_of_config
 
     return {
@@ -47,6 +47,7 @@ def run_summary(
         "images_seen": state.images_seen,
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
+        "train_hours": round(state.train_seconds / 3600, 6),
         "train_seconds_this_invocation": round(train_seconds, 1),
         "images_per_second_this_invocation": round((state.images_seen - images_at_start) / max(train_seconds, 1e-9), 3),
     }

@@ -1,10 +1,12 @@
 """One training micro-step after the forward pass (`backward_and_step`: a single gather of every process's loss
 and stop request, a non-finite loss stopped before it reaches the weights, backward, clipping, optimizer and
-scheduler step), the exit on a non-finite loss (`exit_on_non_finite_loss`), and the `Throughput` meter."""
+scheduler step), the exit on a non-finite loss (`exit_on_non_finite_loss`), the `Throughput` meter and the
+`TrainingClock`."""
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from typing import NoReturn
 
 import torch
@@ -33,6 +35,27 @@ class Throughput:
         rate = self.images / max(now - self.last_time, 1e-9)
         self.last_time, self.images = now, 0
         return rate
+
+
+class TrainingClock:
+    """Adds the wall-clock time from one optimizer step to the next to ``state.train_seconds`` (`step`), leaving out
+    what runs inside `paused` (validation), so that a run's compute adds up over its invocations."""
+
+    def __init__(self, state: TrainingState):
+        self.state = state
+        self.last_time = time.perf_counter()
+
+    def step(self) -> None:
+        now = time.perf_counter()
+        self.state.train_seconds += now - self.last_time
+        self.last_time = now
+
+    @contextmanager
+    def paused(self):
+        try:
+            yield
+        finally:
+            self.last_time = time.perf_counter()
 
 
 def stop_signals(accelerator, loss: torch.Tensor, stop_requested: bool) -> tuple[torch.Tensor, bool, bool]:
