@@ -46,8 +46,9 @@ from code_versions import REPO, import_as_package, package_name, sources_at_revi
 SWINIH_DIR = REPO / "src" / "lemart_hf" / "models" / "swinih"
 MODEL_FILES = ("configuration_harmonization.py", "configuration_swinih.py", "modeling_swinih.py", "modeling_harmonization.py")
 # paper: SwinIH as published; tiny: the 2.1 M-parameter CPU preset; local: SwinIH-Local (the paper config without its
-# global layer), where the eager reference still fits in memory at 512x512 for a like-for-like SDPA / eager ratio.
-CONFIGS = {"paper": "swinih-base", "tiny": "swinih-tiny", "local": "swinih-local"}
+# global layer), where the eager reference still fits in memory at 512x512 for a like-for-like SDPA / eager ratio;
+# small: the 5.3 M-parameter mid-size preset, the other candidate of examples/compare_model_sizes.sh.
+CONFIGS = {"paper": "swinih-base", "tiny": "swinih-tiny", "small": "swinih-small", "local": "swinih-local"}
 # Nominal dense bf16 tensor-core peaks (datasheets), for MFU next to the measured matmul rate.
 NOMINAL_BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
 
@@ -587,6 +588,8 @@ def main(argv=None):
         ("tiny", 256): 8 if device.type == "cpu" else 64,
         ("tiny", 512): 2 if device.type == "cpu" else 16,
         ("tiny", 1024): 1,
+        ("small", 64): 16 if device.type == "cpu" else 256,
+        ("small", 128): 16 if device.type == "cpu" else 128,
         ("local", 256): 1 if device.type == "cpu" else 32,
         ("local", 512): 1 if device.type == "cpu" else 8,
     }

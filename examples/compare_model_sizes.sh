@@ -18,9 +18,9 @@
 # --time_budget_minutes (1.25x) only guards against a slower machine. The curves' x axis is each run's measured
 # training time (train/hours: validation left out), so they stay honest when the estimate is off.
 # Environment (defaults in brackets):
-#   PRESETS ["swinih-tiny:1.77 swinih-small:2.90"]  preset (or config.json):seconds per training step at 128 px,
-#            batch 16, bf16
-#            (measured on a 2-core AVX512-BF16 CPU with the machine otherwise idle)
+#   PRESETS ["swinih-tiny:2.01 swinih-small:3.00"]  preset (or config.json):seconds per training step at 128 px,
+#            batch 16, bf16, data and compositing included (benchmarks/bench_training_loop.py --sizes 128
+#            --workers 1 --model_config PRESET, on a 2-core AVX512-BF16 CPU with the machine otherwise idle)
 #   PRETRAIN_MINUTES [45], FINETUNE_MINUTES [15]     minutes per preset; about 2 x 65 min in all with evaluation
 #   VALIDATION_STEPS [100]                           pre-training validation runs 4x less often
 #   PHOTOS, SEED [0], PRETRAIN_ARGS / FINETUNE_ARGS / EVAL_ARGS (appended; e.g. "--max_train_steps 2" for a smoke test)
@@ -28,7 +28,7 @@ set -euo pipefail
 
 DATA_DIR=${1:?usage: compare_model_sizes.sh DATA_DIR [OUT_DIR]}
 OUT_DIR=${2:-outputs/model_sizes}
-PRESETS=${PRESETS:-swinih-tiny:1.77 swinih-small:2.90}
+PRESETS=${PRESETS:-swinih-tiny:2.01 swinih-small:3.00}
 PRETRAIN_MINUTES=${PRETRAIN_MINUTES:-45}
 FINETUNE_MINUTES=${FINETUNE_MINUTES:-15}
 VALIDATION_STEPS=${VALIDATION_STEPS:-100}
