@@ -54,7 +54,8 @@ def read_timings(output_dir: str) -> dict[str, list[float]]:
     from lemart_hf.training.tensorboard_logs import read_scalars
 
     logged = read_scalars(output_dir, [f"perf/{part}_seconds_per_step" for part in PARTS])
-    return {part: [values[step] for step in sorted(values)] for part, values in zip(PARTS, logged.values())}
+    series = {part: logged[f"perf/{part}_seconds_per_step"] for part in PARTS}
+    return {part: [values[step] for step in sorted(values)] for part, values in series.items()}
 
 
 def main(argv=None):

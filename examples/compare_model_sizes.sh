@@ -15,8 +15,9 @@
 #
 # Equal time, not equal steps: each preset's step counts are PRETRAIN_MINUTES / FINETUNE_MINUTES divided by its
 # seconds per step, so every schedule (warm-up and cosine decay) runs to its end in about the same time;
-# --time_budget_minutes (1.25x) only guards against a slower machine. The curves' x axis is each run's measured
-# training time (train/hours: validation left out), so they stay honest when the estimate is off.
+# --time_budget_minutes (1.5x + 10 min, validation included) only guards against a much slower machine, and a run it
+# stops is marked "STOPPED EARLY" in plot_compute_curves.py's lines. The curves' x axis is each run's measured training
+# time (train/hours: validation left out), so they stay honest when the estimate is off.
 # Environment (defaults in brackets):
 #   PRESETS ["swinih-tiny:2.01 swinih-small:3.00"]  preset (or config.json):seconds per training step at 128 px,
 #            batch 16, bf16, data and compositing included (benchmarks/bench_training_loop.py --sizes 128
@@ -40,14 +41,16 @@ steps() {  # steps MINUTES SECONDS_PER_STEP: the steps that fill MINUTES
   "$PYTHON" -c "import sys; print(max(1, round(float(sys.argv[1]) * 60 / float(sys.argv[2]))))" "$1" "$2"
 }
 guard() {  # guard MINUTES: the time budget that stops a run on a machine much slower than the estimate
-  "$PYTHON" -c "import sys; print(round(float(sys.argv[1]) * 1.25, 1))" "$1"
+  "$PYTHON" -c "import sys; print(round(float(sys.argv[1]) * 1.5 + 10, 1))" "$1"
 }
 
 folders=()
 for entry in $PRESETS; do
   preset=${entry%%:*} seconds=${entry#*:}
   name=$(basename "$preset" .json)  # a preset name, or a config file's name
-  [ "$preset" != "$entry" ] || { echo "compare_model_sizes.sh: error: PRESETS entry '$entry' is not preset:seconds" >&2; exit 2; }
+  if [ "$preset" = "$entry" ] || ! "$PYTHON" -c "import sys; assert float(sys.argv[1]) > 0" "$seconds" 2>/dev/null; then
+    echo "compare_model_sizes.sh: error: PRESETS entry '$entry' is not preset:seconds (seconds > 0)" >&2; exit 2
+  fi
   pretrain_steps=$(steps "$PRETRAIN_MINUTES" "$seconds")
   finetune_steps=$(steps "$FINETUNE_MINUTES" "$seconds")
   echo "== $preset: $pretrain_steps pre-training and $finetune_steps fine-tuning steps ($seconds s per step)"

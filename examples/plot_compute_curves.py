@@ -10,7 +10,9 @@ finetune_<init>_<fraction>/ run folders, logged to tensorboard. Two panels:
 - fine-tuning: each fine-tuning run's validation fPSNR (run_finetune.py --validation_fraction) against the hours of
   pre-training plus fine-tuning (a LEMaRT-initialised run starts where its pre-training ended), with the held-out
   composites' fPSNR (OUT_DIR/eval_composite, when run_eval.py scored the same split) as a dotted line.
-Prints one line per run: its steps, hours and last validation fPSNR. Needs tensorboard and matplotlib (the dev extra).
+Only finished runs (with their train_results.json) are drawn; a run without validation logs is left out with a line.
+Prints one line per run: its steps, training hours, whether it stopped early, and its last validation fPSNR. Needs
+tensorboard and matplotlib (the dev extra).
 """
 
 from __future__ import annotations
@@ -25,17 +27,25 @@ from summarize_study import model_label
 from lemart_hf.training.tensorboard_logs import read_scalars
 
 
-def validation_curve(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, training hours, validation fPSNR) of the run folder ``run``, at each validation step; hours between
-    two logged steps are interpolated."""
+def validation_curve(run: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(training hours, validation fPSNR) of the run folder ``run`` at each validation step, hours between two logged
+    steps interpolated; None when the run logged no validation or no train/hours to tensorboard."""
     logged = read_scalars(run, ["val/fpsnr", "train/hours"])
     validation, hours = logged["val/fpsnr"], logged["train/hours"]
     if not validation or not hours:
-        raise SystemExit(f"plot_compute_curves.py: error: {run} logged no val/fpsnr or train/hours to tensorboard")
+        print(f"plot_compute_curves.py: {run} logged no val/fpsnr or train/hours to tensorboard: left out")
+        return None
     steps = np.array(sorted(validation))
     logged_steps = np.array(sorted(hours))
     at = np.interp(steps, np.concatenate([[0], logged_steps]), np.concatenate([[0.0], [hours[s] for s in logged_steps]]))
-    return steps, at, np.array([validation[s] for s in steps])
+    return at, np.array([validation[s] for s in steps])
+
+
+def run_end(run: Path) -> tuple[dict, str]:
+    """The run's train_results.json and a line on where it ended: steps, training hours, an early stop."""
+    summary = json.loads((run / "train_results.json").read_text())
+    stopped = f", STOPPED EARLY ({summary['stopped_early']})" if summary.get("stopped_early") else ""
+    return summary, f"{summary['global_step']} of {summary['max_train_steps']} steps, {summary['train_hours']:.2f} h{stopped}"
 
 
 def composite_fpsnr(folder: Path) -> float | None:
@@ -60,24 +70,24 @@ def main(argv=None) -> None:
     for index, out_dir in enumerate(args.out_dirs):
         colour = colours[index % len(colours)]
         pretrained, offset = out_dir / "pretrained", 0.0
-        if pretrained.is_dir():
-            label = model_label(pretrained) if (pretrained / "model.safetensors").is_file() else out_dir.name
-            steps, hours, fpsnr = validation_curve(pretrained)
-            offset = hours[-1]
-            pretraining.plot(hours, fpsnr, "o-", color=colour, label=label)
-            print(f"{out_dir.name} pre-training: {steps[-1]} steps, {hours[-1]:.2f} h, validation fPSNR {fpsnr[-1]:.2f} dB")
-            summary = pretrained / "train_results.json"
-            if summary.is_file():
-                baseline = json.loads(summary.read_text())["validation_composite_baseline"]["fpsnr"]
-                pretraining.axhline(baseline, color=colour, linestyle=":", linewidth=1)
-        for run in sorted(out_dir.glob("finetune_*")):
-            init = run.name.split("_")[1]
-            steps, hours, fpsnr = validation_curve(run)
-            start = offset if init == "lemart" else 0.0
-            label = model_label(run) if (run / "model.safetensors").is_file() else out_dir.name
-            finetuning.plot(start + hours, fpsnr, "o-", color=colour, label=f"{label}, {run.name.removeprefix('finetune_')}")
-            print(f"{out_dir.name} {run.name}: {steps[-1]} steps, {hours[-1]:.2f} h (+{start:.2f} h before), "
-                  f"validation fPSNR {fpsnr[-1]:.2f} dB")  # fmt: skip
+        if (pretrained / "train_results.json").is_file():
+            summary, end = run_end(pretrained)
+            offset = summary["train_hours"]
+            baseline = summary.get("validation_composite_baseline") or {}
+            if "fpsnr" in baseline:
+                pretraining.axhline(baseline["fpsnr"], color=colour, linestyle=":", linewidth=1)
+            curve = validation_curve(pretrained)
+            if curve is not None:
+                pretraining.plot(*curve, "o-", color=colour, label=model_label(pretrained))
+                print(f"{out_dir.name} pre-training: {end}, validation fPSNR {curve[1][-1]:.2f} dB")
+        for run in sorted(path for path in out_dir.glob("finetune_*") if (path / "train_results.json").is_file()):
+            _, end = run_end(run)
+            start = offset if run.name.startswith("finetune_lemart") else 0.0
+            curve = validation_curve(run)
+            if curve is not None:
+                label = f"{model_label(run)}, {run.name.removeprefix('finetune_')}"
+                finetuning.plot(start + curve[0], curve[1], "o-", color=colour, label=label)
+                print(f"{out_dir.name} {run.name}: {end} (+{start:.2f} h before), validation fPSNR {curve[1][-1]:.2f} dB")
         baseline = composite_fpsnr(out_dir / "eval_composite")
         if baseline is not None:
             finetuning.axhline(baseline, color="grey", linestyle=":", linewidth=1)

@@ -395,6 +395,19 @@ def main(argv: list[str] | None = None) -> dict:
         return results, grid
 
     last_validation: dict = {}
+
+    def run_validation() -> None:
+        """Score the validation rows at this step, log the scores and keep them in ``last_validation`` (call on every
+        process)."""
+        results, _ = evaluate(validation_rows, validation_title, state.global_step)
+        last_validation.clear()
+        last_validation.update({**results.all, "step": state.global_step})
+        accelerator.log({f"val/{k}": results.all[k] for k in ("mse", "psnr", "fmse", "fpsnr")}, step=state.global_step)
+        logger.info(
+            f"step {state.global_step}: {validation_title} PSNR {results.all['psnr']:.2f} dB, "
+            f"fPSNR {results.all['fpsnr']:.2f} dB"
+        )
+
     progress = tqdm(
         total=max_train_steps,
         initial=state.global_step,
@@ -493,15 +506,7 @@ def main(argv: list[str] | None = None) -> dict:
                     upload_at_save(hub_repo, args, save_model, path, state.global_step)
                 if validation_rows is not None and state.global_step % args.validation_steps == 0:
                     with clock.paused():
-                        results, _ = evaluate(validation_rows, validation_title, state.global_step)
-                    last_validation = {**results.all, "step": state.global_step}
-                    accelerator.log(
-                        {f"val/{k}": results.all[k] for k in ("mse", "psnr", "fmse", "fpsnr")}, step=state.global_step
-                    )
-                    logger.info(
-                        f"step {state.global_step}: {validation_title} PSNR {results.all['psnr']:.2f} dB, "
-                        f"fPSNR {results.all['fpsnr']:.2f} dB"
-                    )
+                        run_validation()
                 if stop_reason or state.global_step >= max_train_steps:
                     break
             else:
@@ -517,6 +522,8 @@ def main(argv: list[str] | None = None) -> dict:
         stop.close()
     progress.close()
     train_end = time.perf_counter()
+    if validation_rows is not None and last_validation.get("step") != state.global_step:
+        run_validation()  # the scores of the weights saved, whatever step the run ended at
 
     # Final evaluation on the test split, with the shared evaluation loop (the numbers of run_eval.py).
     results, grid = (None, None)

@@ -1,11 +1,13 @@
-"""Collect HOutdoor study evaluations (run_eval.py results.json files) into one Markdown table.
+"""Collect the evaluations of examples/run_study.sh chains (run_eval.py results.json files) into one Markdown table.
 
     python examples/summarize_study.py OUT_DIR [OUT_DIR ...]
 
-OUT_DIR is a `reproduce_houtdoor.sh` output folder; several (one per architecture) give one table. Rows: the two
-baselines (from the first folder that has them), then each fine-tuned model (LEMaRT / scratch at each label
-fraction), named by its architecture and size; columns: MSE, PSNR, fMSE, fPSNR over all test images; then, per
-architecture and label fraction, the LEMaRT - scratch difference in dB.
+OUT_DIR is a run_study.sh output folder; several (one per architecture or model size: examples/compare_model_sizes.sh)
+give one table. Rows: the two baselines (from the first folder that has them), then each fine-tuned model (LEMaRT /
+scratch at each label fraction), named by its architecture and size; columns: MSE, PSNR, fMSE, fPSNR over all the
+images scored (the test splits, or the held-out validation photos with EVAL_ARGS="--split train --held_out_fraction
+F"); then, per architecture and label fraction, the LEMaRT - scratch difference in dB. The footer says what was
+scored; results of different splits in one table are an error.
 """
 
 import argparse
@@ -51,12 +53,12 @@ def main() -> None:
     parser.add_argument("out_dirs", type=Path, nargs="+")
     out_dirs = parser.parse_args().out_dirs
 
-    rows, gains, scored = [], [], None
+    rows, gains, scored = [], [], set()
     for folder, label in BASELINES.items():
         found = [d / folder for d in out_dirs if (d / folder / "results.json").is_file()]
         if found:
             rows.append((label, load_all_row(found[0])))
-            scored = scored or scored_on(found[0])
+            scored.add(scored_on(found[0]))
     for out_dir in out_dirs:
         runs, labels = {}, {}
         for folder in sorted(out_dir.glob("eval_finetune_*")):
@@ -64,7 +66,7 @@ def main() -> None:
             if match and (folder / "results.json").is_file():
                 init, fraction = match.groups()
                 runs[(float(fraction), init)] = load_all_row(folder)
-                scored = scored or scored_on(folder)
+                scored.add(scored_on(folder))
                 labels[(float(fraction), init)] = model_label(out_dir / folder.name.removeprefix("eval_"))
         for (fraction, init), row in sorted(runs.items(), key=lambda item: (item[0][0], item[0][1] != "scratch")):
             name = "LEMaRT pre-trained" if init == "lemart" else "from scratch"
@@ -77,6 +79,8 @@ def main() -> None:
                     f"{lemart['psnr'] - scratch['psnr']:+.2f} dB PSNR, {lemart['fpsnr'] - scratch['fpsnr']:+.2f} dB fPSNR"
                 )
 
+    if len(scored) > 1:
+        raise SystemExit(f"summarize_study.py: error: the results scored different images: {sorted(scored)}")
     print("| Method | MSE | PSNR (dB) | fMSE | fPSNR (dB) |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for label, row in rows:
@@ -86,7 +90,7 @@ def main() -> None:
     if not rows:
         return
     images = rows[0][1]["images"]
-    print(f"\n{scored} ({images} images), default protocol: 256x256, antialiased bilinear, binary mask, peak 255.")
+    print(f"\n{scored.pop()} ({images} images), default protocol: 256x256, antialiased bilinear, binary mask, peak 255.")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ SWINIH_PRESETS: dict[str, dict] = {
     # Small enough to train on 2 CPU cores (2.1 M parameters): same layout, narrower, smaller windows.
     "swinih-tiny": {"embed_dim": 48, "depths": [2, 2, 4], "num_heads": [3, 6, 12], "window_size": 8},
     # Mid-size (5.3 M parameters, near the geometric mean of tiny and base): wider and deeper than tiny, with heads
-    # of 32 channels like the paper's; a training step at 128 px costs about 1.6x tiny's on a CPU in bf16.
+    # of 32 channels like the paper's; a training step at 128 px costs about 1.5x tiny's on a CPU in bf16.
     "swinih-small": {"embed_dim": 64, "depths": [2, 2, 6], "num_heads": [2, 4, 8], "window_size": 8},
     # Ablation variants of the paper (Table 4), each selected by config alone.
     "swinih-local": {"num_global_layers": 0},

@@ -30,10 +30,11 @@ def test_compare_model_sizes_end_to_end_on_tiny_data(tmp_path):
     small = "--train_batch_size 2 --resolution 32 --dataloader_num_workers 0 --logging_steps 1"
     env = {
         **script_env(), "PYTHON": sys.executable, "ACCELERATE": str(Path(sys.executable).with_name("accelerate")),
-        # 3 and 2 seconds a step for 0.1 minutes: 2 and 3 steps of each stage, the faster model taking more
-        "PRESETS": f"{narrow}:2 {wide}:3", "PRETRAIN_MINUTES": "0.1", "FINETUNE_MINUTES": "0.1", "VALIDATION_STEPS": "1",
-        "PRETRAIN_ARGS": f"{small} --num_validation_images 2 --num_validation_composites 2",
-        "FINETUNE_ARGS": small, "EVAL_ARGS": "--batch_size 4 --num_workers 0",
+        # 2 and 3 seconds a step for 0.1 minutes: 3 and 2 steps of each stage, the faster model taking more; validation
+        # every 2 fine-tuning steps, so the narrow model's last one comes after the loop; a budget the runs never reach
+        "PRESETS": f"{narrow}:2 {wide}:3", "PRETRAIN_MINUTES": "0.1", "FINETUNE_MINUTES": "0.1", "VALIDATION_STEPS": "2",
+        "PRETRAIN_ARGS": f"{small} --num_validation_images 2 --num_validation_composites 2 --time_budget_minutes 30",
+        "FINETUNE_ARGS": f"{small} --time_budget_minutes 30", "EVAL_ARGS": "--batch_size 4 --num_workers 0",
     }  # fmt: skip
     out = tmp_path / "out"
     result = subprocess.run(
@@ -47,6 +48,7 @@ def test_compare_model_sizes_end_to_end_on_tiny_data(tmp_path):
         for stage in ("pretrained", "finetune_lemart_1.0"):
             summary = json.loads((chain / stage / "train_results.json").read_text())
             assert summary["global_step"] == summary["max_train_steps"] == steps and summary["train_hours"] > 0
+            assert summary["validation"]["step"] == steps  # validated at the end, whatever --validation_steps
         scored = json.loads((chain / "eval_finetune_lemart_1.0" / "results.json").read_text())
         assert scored["split"] == "train" and scored["held_out_fraction"] == 0.1  # never the test split
     table = (out / "results.md").read_text()
@@ -54,7 +56,8 @@ def test_compare_model_sizes_end_to_end_on_tiny_data(tmp_path):
     assert "train, the 10% of its photos held out for validation" in table
     # one line per run with its hours; the fine-tuning starts where its pre-training ended
     assert result.stdout.count("pre-training: ") == 2 and result.stdout.count("finetune_lemart_1.0: ") == 2
-    assert "h before), validation fPSNR" in result.stdout
+    assert "3 of 3 steps" in result.stdout and "h before), validation fPSNR" in result.stdout
+    assert "STOPPED EARLY" not in result.stdout
     with Image.open(out / "compute_curves.png") as plot:
         assert plot.width > 2 * plot.height  # pre-training | fine-tuning
 
@@ -65,3 +68,8 @@ def test_a_presets_entry_without_its_seconds_per_step_is_refused(tmp_path):
         cwd=ROOT, env={**script_env(), "PRESETS": "swinih-tiny"}, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 2 and "PRESETS entry 'swinih-tiny' is not preset:seconds" in result.stderr
+    result = subprocess.run(
+        ["bash", str(EXAMPLES / "compare_model_sizes.sh"), str(tmp_path), str(tmp_path / "out")],
+        cwd=ROOT, env={**script_env(), "PRESETS": "swinih-tiny:0"}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and "(seconds > 0)" in result.stderr

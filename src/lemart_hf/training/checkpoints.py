@@ -38,7 +38,8 @@ class TrainingState:
         micro_step: batches (per process) consumed since the start; numbers the composer's and the model's RNG.
         images_seen: training images consumed, all processes together.
         train_seconds: wall-clock seconds of training (data, composites, steps, checkpoints; not validation) over
-            every invocation so far: the compute a run has cost, for quality per CPU- or GPU-hour.
+            every invocation so far, up to the last checkpoint (work lost since is not counted); for N processes,
+            multiply by N for device-hours.
         run: settings a resumed run must share for exactness (batch size, processes, seed, ...).
         generation: set by `CheckpointManager.save`: which run (process start) in the folder wrote the checkpoint.
         data_position: this process's position in a streamed dataset (`lemart_hf.data.streaming.StreamLoader.

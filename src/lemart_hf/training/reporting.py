@@ -34,8 +34,9 @@ def run_summary(
     images_at_start: int,
 ) -> dict:
     """What both scripts record of a run (train_results.json, the card): architecture, steps, epochs (None for a
-    stream), images, processes, the mixed precision it ran in, the training hours of every invocation so far, and
-    this invocation's time and images per second (from ``images_at_start``)."""
+    stream), images, processes, the mixed precision it ran in, the training hours of every invocation so far
+    (``TrainingState.train_seconds``: validation left out), and this invocation's wall-clock time from the first step
+    to now (validation included) and images per second (from ``images_at_start``)."""
     from ..models.architectures import architecture_of_config
 
     return {
