@@ -18,10 +18,11 @@
 #   cpu (default) — swinih-tiny at 64 px in bf16, batch 16: pre-training 3,000 steps (lr 1e-3, 10 epochs of the 4,844
 #                   photos), fine-tuning 500 steps (lr 5e-4); the models run at 64 px and are scored at the protocol's
 #                   256 px through the high-resolution transfer. 10 pre-trainings, 23 fine-tunings, 25 evaluations.
-#                   Measured on a 2-core AVX512-BF16 machine shared with other work: ~1 pre-training step/s, ~1.1
-#                   fine-tuning steps/s, ~40 s per evaluation; about 4 h on an idle machine (estimate: each stage
-#                   about twice as fast). 1,000 pre-training steps were too few: LEMaRT beat scratch at 10% by only
-#                   0.23 dB fPSNR, too little to tell mask strategies apart.
+#                   Measured on a 2-core AVX512-BF16 machine: a pre-training about 28 min (1.8 steps/s idle), a
+#                   fine-tuning about 6 min, an evaluation of both test splits about 50 s: about 7.5 h in all, so
+#                   on a machine whose sessions last 3 h it takes three (it resumes where it stopped). 1,000
+#                   pre-training steps were too few: LEMaRT beat scratch at 10% by only 0.23 dB fPSNR, too little
+#                   to tell mask strategies apart.
 #   gpu           — run_study.sh's gpu profile unchanged: 256 px, 3,000 pre-training and 1,500 fine-tuning steps.
 # Environment: SEEDS ["0 1"] (the first seed also runs the whole label-fraction curve), FRACTIONS
 # ["0.01 0.05 0.1 0.2 0.5 1.0"] (the curve), VARIANTS ["random_0.5 grid_0.5 block_0.5 random_0.3 random_0.7"]
