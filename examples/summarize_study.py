@@ -20,19 +20,14 @@ BASELINES = {"eval_composite": "Composite (input unchanged)", "eval_color_transf
 RUN = re.compile(r"eval_finetune_(lemart|scratch)_([0-9.]+)$")
 
 
-def load_all_row(folder: Path) -> dict:
-    table = json.loads((folder / "results.json").read_text())["table"]
-    return table["All"]
-
-
-def scored_on(folder: Path) -> str:
-    """What a run_eval.py results.json in ``folder`` scored, e.g. "HOutdoor test" or "HDiverse + HOutdoor train,
-    the 10% of its photos held out for validation"."""
+def load_results(folder: Path) -> tuple[dict, str]:
+    """The "All" row of a run_eval.py results.json in ``folder`` and what it scored, e.g. "HOutdoor test" or
+    "HDiverse + HOutdoor train, the 10% of its photos held out for validation"."""
     results = json.loads((folder / "results.json").read_text())
     subsets = " + ".join(name for name in results["table"] if name != "All")
     held_out = results.get("held_out_fraction")
     where = f", the {held_out:.0%} of its photos held out for validation" if held_out else ""
-    return f"{subsets} {results['split']}{where}"
+    return results["table"]["All"], f"{subsets} {results['split']}{where}"
 
 
 def model_label(model_dir: Path) -> str:
@@ -57,16 +52,17 @@ def main() -> None:
     for folder, label in BASELINES.items():
         found = [d / folder for d in out_dirs if (d / folder / "results.json").is_file()]
         if found:
-            rows.append((label, load_all_row(found[0])))
-            scored.add(scored_on(found[0]))
+            row, what = load_results(found[0])
+            rows.append((label, row))
+            scored.add(what)
     for out_dir in out_dirs:
         runs, labels = {}, {}
         for folder in sorted(out_dir.glob("eval_finetune_*")):
             match = RUN.match(folder.name)
             if match and (folder / "results.json").is_file():
                 init, fraction = match.groups()
-                runs[(float(fraction), init)] = load_all_row(folder)
-                scored.add(scored_on(folder))
+                runs[(float(fraction), init)], what = load_results(folder)
+                scored.add(what)
                 labels[(float(fraction), init)] = model_label(out_dir / folder.name.removeprefix("eval_"))
         for (fraction, init), row in sorted(runs.items(), key=lambda item: (item[0][0], item[0][1] != "scratch")):
             name = "LEMaRT pre-trained" if init == "lemart" else "from scratch"
